@@ -1,0 +1,55 @@
+"""/api/rollback-records: the runbook's rollback log entries."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from sqlalchemy import func, select
+
+from backend.api.deps import DbDep, Viewer
+from backend.flags.models import RollbackRecord
+
+router = APIRouter(prefix="/api/rollback-records", tags=["rollback records"])
+
+
+def record_out(r: RollbackRecord) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "timestamp": r.started_at.isoformat(),
+        "feature": r.feature,
+        "trigger": r.trigger,
+        "method": r.method,
+        "actor": r.actor,
+        "duration_ms": r.duration_ms,
+        "verification": r.verification,
+        "changes": r.changes,
+        "version": r.version,
+        "log_entry": (
+            f"[{r.started_at.isoformat()}] ROLLBACK INITIATED\n"
+            f"Feature: {r.feature}\nTrigger: {r.trigger}\nMethod: {r.method}\n"
+            f"Duration: {r.duration_ms:.1f} ms\nVerification: {r.verification}"
+        ),
+    }
+
+
+@router.get("")
+def list_records(
+    _: Viewer,
+    db: DbDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    total = db.scalar(select(func.count()).select_from(RollbackRecord)) or 0
+    rows = db.scalars(
+        select(RollbackRecord).order_by(RollbackRecord.id.desc()).limit(limit).offset(offset)
+    )
+    return {"total": total, "items": [record_out(r) for r in rows]}
+
+
+@router.get("/{record_id}")
+def get_record(record_id: int, _: Viewer, db: DbDep) -> dict[str, Any]:
+    row = db.get(RollbackRecord, record_id)
+    if row is None:
+        raise HTTPException(404, f"no rollback record {record_id}")
+    return record_out(row)

@@ -1,0 +1,118 @@
+"""Settings of the application, built once at start-up from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backend.flags.errors import ConfigurationError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+FLAG_ENV_PREFIX = "FEATURE_FLAG_"
+ROLLBACK_MODE_ENV = "FEATURE_FLAG_ROLLBACK_MODE_ENABLED"
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """Parse an environment boolean, refusing anything that is not clearly true or false."""
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(
+        f"{name}={raw!r} is not a boolean: use one of true/false, 1/0, yes/no, on/off"
+    )
+
+
+class Settings(BaseSettings):
+    """Every knob of PCM-Ops Tools; tests build their own instance."""
+
+    model_config = SettingsConfigDict(env_prefix="PCM_", extra="ignore", populate_by_name=True)
+
+    host: str = Field(default="127.0.0.1", validation_alias="HOST")
+    port: int = Field(default=8500, ge=1, le=65535, validation_alias="PORT")
+    workers: int = Field(default=1, ge=1, le=64, validation_alias="WORKERS")
+    data_dir: Path = PROJECT_ROOT / "data"
+    log_dir: Path = PROJECT_ROOT / "logs"
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    flag_poll_interval: float = Field(default=0.02, gt=0, le=5)
+    stale_after_seconds: float = Field(default=5.0, gt=0)
+    log_level: str = "INFO"
+    # Parsed from FEATURE_FLAG_* by from_environ(); not read from the environment by pydantic.
+    rollback_mode: bool = False
+    flag_overrides: dict[str, bool] = Field(default_factory=dict)
+
+    @field_validator("data_dir", "log_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "pcm_ops_tools.db"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.data_dir / "admin_token"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / "pcm_ops_tools.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "pcm_ops_tools.pid"
+
+    @property
+    def state_file(self) -> Path:
+        """Durable last-known flag state, used when the database cannot be read."""
+        return self.data_dir / "flags_last_known.json"
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def flag_env(environ: Mapping[str, str]) -> tuple[bool, dict[str, bool]]:
+    """Read rollback mode and per-flag overrides from FEATURE_FLAG_* variables."""
+    rollback_mode = False
+    overrides: dict[str, bool] = {}
+    for key, raw in environ.items():
+        if not key.startswith(FLAG_ENV_PREFIX):
+            continue
+        if key == ROLLBACK_MODE_ENV:
+            rollback_mode = parse_bool(key, raw)
+            continue
+        name = key[len(FLAG_ENV_PREFIX) :].lower()
+        overrides[name] = parse_bool(key, raw)
+    return rollback_mode, overrides
+
+
+def from_environ(**overrides: object) -> Settings:
+    """Build settings from the process environment, with clear errors for bad values."""
+    rollback_mode, flag_overrides = flag_env(os.environ)
+    try:
+        return Settings(rollback_mode=rollback_mode, flag_overrides=flag_overrides, **overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built on first use."""
+    return from_environ()

@@ -1,0 +1,101 @@
+"""Create or upgrade the schema (Alembic) and seed defaults; safe to run any number of times.
+
+python backend/db/init_db.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine
+
+from backend.core.config import PROJECT_ROOT, Settings, get_settings
+from backend.db.session import engine_for, session_factory
+from backend.flags.service import seed_flags
+from backend.security.tokens import Role, create_token, token_is_valid
+
+
+@dataclass
+class InitReport:
+    database: str
+    flags_added: list[str] = field(default_factory=list)
+    admin_token_created: bool = False
+    admin_token_path: Path | None = None
+
+
+def alembic_config() -> Config:
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    return cfg
+
+
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def write_secret_file(path: Path, content: str) -> None:
+    """Write a secret readable by its owner only (0600), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(content + "\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def init_db(settings: Settings | None = None, engine: Engine | None = None) -> InitReport:
+    settings = settings or get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    own_engine = engine is None
+    engine = engine or engine_for(settings)
+    try:
+        upgrade_schema(engine)
+        report = InitReport(database=engine.url.render_as_string(hide_password=True))
+        sessions = session_factory(engine)
+        with sessions.begin() as s:
+            report.flags_added = seed_flags(s)
+            path = settings.admin_token_path
+            existing = path.read_text().strip() if path.exists() else ""
+            if not existing or not token_is_valid(s, existing):
+                _row, plaintext = create_token(s, name="admin", role=Role.ADMIN)
+                write_secret_file(path, plaintext)
+                report.admin_token_created = True
+            report.admin_token_path = path
+        return report
+    finally:
+        if own_engine:
+            engine.dispose()
+
+
+def main() -> int:
+    from backend.flags.errors import ConfigurationError
+
+    try:
+        report = init_db()
+    except ConfigurationError as exc:
+        print(f"init_db: {exc}", file=sys.stderr)
+        return 2
+    print(f"Database ready: {report.database}")
+    if report.flags_added:
+        print(f"Seeded {len(report.flags_added)} feature flags: {', '.join(report.flags_added)}")
+    if report.admin_token_created:
+        print(f"Created an admin API token in {report.admin_token_path} (mode 0600).")
+        print('Use it as: curl -H "Authorization: Bearer $(cat data/admin_token)" ...')
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,16 @@
+"""Every model, imported in one place so that Alembic sees the whole metadata."""
+
+from backend.aws.models import Provider
+from backend.db.base import Base
+from backend.flags.models import AuditEvent, FlagRow, FlagStoreRow, RollbackRecord
+from backend.security.models import ApiToken
+
+__all__ = [
+    "ApiToken",
+    "AuditEvent",
+    "Base",
+    "FlagRow",
+    "FlagStoreRow",
+    "Provider",
+    "RollbackRecord",
+]

@@ -1,0 +1,54 @@
+"""Database engine and sessions: `from backend.db.session import engine` works as the runbook shows."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.core.config import Settings, get_settings
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: a flag change is on disk before its 200 is sent.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for `url`; SQLite gets WAL, full sync and a busy timeout."""
+    if url.startswith("sqlite"):
+        new = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False}, **kwargs)
+        event.listen(new, "connect", _sqlite_pragmas)
+        return new
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def engine_for(settings: Settings) -> Engine:
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return make_engine(settings.effective_database_url)
+
+
+def session_factory(bind: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=bind, expire_on_commit=False)
+
+
+@lru_cache(maxsize=1)
+def _default_engine() -> Engine:
+    return engine_for(get_settings())
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that importing this module never opens a database by itself.
+    if name == "engine":
+        return _default_engine()
+    if name == "SessionLocal":
+        return session_factory(_default_engine())
+    raise AttributeError(name)

@@ -1,0 +1,29 @@
+"""The feature-flag engine. Import from here: `from backend.flags import is_enabled`."""
+
+from backend.flags.errors import (
+    ConfigurationError,
+    FlagError,
+    FlagNotFound,
+    FlagStoreUnavailable,
+    RollbackModeActive,
+)
+from backend.flags.registry import DEFAULT_FLAGS, FlagDefinition
+from backend.flags.runtime import FlagRuntime, RollbackResult, ToggleResult
+from backend.flags.snapshot import FlagState, Snapshot, current, is_enabled
+
+__all__ = [
+    "DEFAULT_FLAGS",
+    "ConfigurationError",
+    "FlagDefinition",
+    "FlagError",
+    "FlagNotFound",
+    "FlagRuntime",
+    "FlagState",
+    "FlagStoreUnavailable",
+    "RollbackModeActive",
+    "RollbackResult",
+    "Snapshot",
+    "ToggleResult",
+    "current",
+    "is_enabled",
+]

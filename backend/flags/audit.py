@@ -1,0 +1,107 @@
+"""The append-only, hash-chained audit trail of flag changes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.flags.models import AuditEvent, FlagStoreRow
+
+GENESIS = "0" * 64
+
+
+def _digest(prev_hash: str, event: AuditEvent) -> str:
+    body = {
+        "id": event.id,
+        "at": event.at.isoformat(),
+        "flag": event.flag_name,
+        "actor": event.actor,
+        "method": event.method,
+        "old": event.old_value,
+        "new": event.new_value,
+        "reason": event.reason,
+        "version": event.version,
+        "record": event.rollback_record_id,
+    }
+    payload = prev_hash + json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def append_events(
+    session: Session, store: FlagStoreRow, events: list[AuditEvent], *, next_id: int
+) -> None:
+    """Chain `events` after the store's head; the caller holds the store row's write lock.
+
+    Ids are assigned here, so that each hash covers its event's id and a deleted row shows.
+    """
+    prev = store.audit_head or GENESIS
+    for offset, event in enumerate(events):
+        event.id = next_id + offset
+        event.prev_hash = prev
+        event.hash = _digest(prev, event)
+        prev = event.hash
+    session.add_all(events)
+    store.audit_head = prev
+    store.audit_count += len(events)
+
+
+def next_event_id(session: Session) -> int:
+    last = session.scalar(select(AuditEvent.id).order_by(AuditEvent.id.desc()).limit(1))
+    return (last or 0) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    ok: bool
+    events: int
+    problems: list[str]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"ok": self.ok, "events": self.events, "problems": self.problems}
+
+
+def verify_chain(session: Session) -> ChainReport:
+    """Recompute the chain and compare it with the stored hashes and the store's head."""
+    problems: list[str] = []
+    prev = GENESIS
+    expected_id: int | None = None
+    count = 0
+    for event in session.scalars(select(AuditEvent).order_by(AuditEvent.id)):
+        count += 1
+        if expected_id is not None and event.id != expected_id:
+            problems.append(f"events {expected_id}..{event.id - 1} are missing")
+        if event.prev_hash != prev:
+            problems.append(f"event {event.id}: link to the previous event is broken")
+        if _digest(event.prev_hash, event) != event.hash:
+            problems.append(f"event {event.id}: content does not match its hash (edited)")
+        prev = event.hash
+        expected_id = event.id + 1
+    store = session.get(FlagStoreRow, 1)
+    if store is not None:
+        if store.audit_head and store.audit_head != prev:
+            problems.append("the newest events were deleted: chain head does not match")
+        if store.audit_count != count:
+            problems.append(f"store counts {store.audit_count} events, table holds {count}")
+    return ChainReport(ok=not problems, events=count, problems=problems)
+
+
+def event_as_dict(event: AuditEvent) -> dict[str, object]:
+    at: datetime = event.at
+    return {
+        "id": event.id,
+        "at": at.isoformat(),
+        "flag_name": event.flag_name,
+        "actor": event.actor,
+        "method": event.method,
+        "old_value": event.old_value,
+        "new_value": event.new_value,
+        "reason": event.reason,
+        "version": event.version,
+        "rollback_record_id": event.rollback_record_id,
+        "hash": event.hash,
+    }

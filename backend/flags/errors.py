@@ -1,0 +1,38 @@
+"""Errors of the flag engine, as one tree.
+
+FlagError
+├── FlagNotFound            an unknown flag name (HTTP 404, CLI exit 2)
+├── RollbackModeActive      enabling a flag while rollback mode is on (HTTP 409)
+├── FlagStoreUnavailable    the database cannot be read or written (HTTP 503)
+└── ConfigurationError      bad settings or FEATURE_FLAG_* values (start-up refused)
+"""
+
+from __future__ import annotations
+
+
+class FlagError(Exception):
+    """Base of every error the flag engine raises."""
+
+
+class FlagNotFound(FlagError, KeyError):
+    """The flag name is not registered."""
+
+    def __init__(self, name: str) -> None:
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        super().__init__(f"unknown feature flag: {shown!r}")
+        self.name = name
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class RollbackModeActive(FlagError):
+    """Flags cannot be enabled while FEATURE_FLAG_ROLLBACK_MODE_ENABLED is true."""
+
+
+class FlagStoreUnavailable(FlagError):
+    """The flag store (database) cannot be reached."""
+
+
+class ConfigurationError(FlagError):
+    """Settings or FEATURE_FLAG_* environment variables are invalid."""

@@ -1,0 +1,75 @@
+"""Tables of the flag store: flags, the store's version row, audit events, rollback records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from backend.db.base import Base, UTCDateTime, utcnow
+
+
+class FlagRow(Base):
+    __tablename__ = "feature_flags"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    phase: Mapped[int] = mapped_column(Integer, default=0)
+    risk: Mapped[str] = mapped_column(String(16), default="medium")
+    rollback_value: Mapped[bool] = mapped_column(Boolean, default=False)
+    requires_restart: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(200), default="system")
+
+
+class FlagStoreRow(Base):
+    """One row: the store's version (bumped by every change) and the audit chain's head."""
+
+    __tablename__ = "flag_store"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    audit_head: Mapped[str] = mapped_column(String(64), default="")
+    audit_count: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AuditEvent(Base):
+    """An append-only, hash-chained record of one flag change."""
+
+    __tablename__ = "flag_audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    flag_name: Mapped[str] = mapped_column(String(100), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    method: Mapped[str] = mapped_column(String(20), index=True)
+    old_value: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    new_value: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    version: Mapped[int] = mapped_column(Integer)
+    rollback_record_id: Mapped[int | None] = mapped_column(
+        ForeignKey("rollback_records.id"), nullable=True
+    )
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class RollbackRecord(Base):
+    """The runbook's "Rollback Log Entry": timestamp, feature, trigger, method, duration, verification."""
+
+    __tablename__ = "rollback_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    feature: Mapped[str] = mapped_column(String(100))
+    trigger: Mapped[str] = mapped_column(Text, default="")
+    method: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(200))
+    duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    verification: Mapped[str] = mapped_column(String(20), default="pending")
+    changes: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)
+    version: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,217 @@
+"""Flag use cases on an open transaction: seed, toggle, rollback. Callers own the transaction."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from backend.db.base import utcnow
+from backend.flags.audit import append_events, next_event_id
+from backend.flags.errors import FlagNotFound, FlagStoreUnavailable, RollbackModeActive
+from backend.flags.models import AuditEvent, FlagRow, FlagStoreRow, RollbackRecord
+from backend.flags.registry import DEFAULT_FLAGS, MAX_FLAG_NAME_LENGTH, FlagDefinition
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    name: str
+    old: bool
+    new: bool
+    requires_restart: bool
+
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new
+
+
+@dataclass(slots=True)
+class RollbackOutcome:
+    record_id: int
+    version: int
+    changes: list[Change] = field(default_factory=list)
+    verification: str = "pending"
+
+
+def lock_store(session: Session) -> FlagStoreRow:
+    """Bump the store version first: on SQLite and PostgreSQL alike this takes the write lock,
+    so concurrent changes (and the audit chain) are serialized and none is lost."""
+    result = session.execute(
+        update(FlagStoreRow)
+        .where(FlagStoreRow.id == 1)
+        .values(version=FlagStoreRow.version + 1, updated_at=utcnow())
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise FlagStoreUnavailable("the flag store is not initialised: run backend/db/init_db.py")
+    store = session.get(FlagStoreRow, 1, populate_existing=True)
+    assert store is not None
+    return store
+
+
+def seed_flags(
+    session: Session, definitions: Iterable[FlagDefinition] = DEFAULT_FLAGS
+) -> list[str]:
+    """Create the store row and any missing flag; existing state is never overwritten."""
+    if session.get(FlagStoreRow, 1) is None:
+        session.add(FlagStoreRow(id=1, version=0, audit_head="", audit_count=0))
+        session.flush()
+    existing = set(session.scalars(select(FlagRow.name)))
+    added: list[str] = []
+    for d in definitions:
+        if d.name in existing:
+            row = session.get(FlagRow, d.name)
+            assert row is not None
+            # Metadata follows the code; the stored on/off state is the operators'.
+            row.description, row.phase, row.risk = d.description, d.phase, str(d.risk)
+            row.rollback_value, row.requires_restart = d.rollback_value, d.requires_restart
+            continue
+        session.add(
+            FlagRow(
+                name=d.name,
+                description=d.description,
+                phase=d.phase,
+                risk=str(d.risk),
+                rollback_value=d.rollback_value,
+                requires_restart=d.requires_restart,
+                enabled=d.default,
+                updated_by="init_db",
+            )
+        )
+        added.append(d.name)
+    if added:
+        lock_store(session)
+    return added
+
+
+def _checked_name(name: str) -> str:
+    if not name or len(name) > MAX_FLAG_NAME_LENGTH:
+        raise FlagNotFound(name)
+    return name
+
+
+def set_flag(
+    session: Session,
+    *,
+    name: str,
+    enabled: bool,
+    actor: str,
+    method: str,
+    reason: str = "",
+    rollback_mode: bool = False,
+) -> tuple[Change, int]:
+    """Store one flag's new value with its audit event; returns the change and the new version."""
+    _checked_name(name)
+    if rollback_mode and enabled:
+        raise RollbackModeActive(
+            f"cannot enable {name!r}: rollback mode is on (FEATURE_FLAG_ROLLBACK_MODE_ENABLED=true);"
+            " unset it and restart to enable flags again"
+        )
+    store = lock_store(session)
+    row = session.get(FlagRow, name)
+    if row is None:
+        raise FlagNotFound(name)
+    change = Change(name, row.enabled, enabled, row.requires_restart)
+    row.enabled, row.updated_at, row.updated_by = enabled, utcnow(), actor
+    append_events(
+        session,
+        store,
+        [
+            AuditEvent(
+                at=utcnow(),
+                flag_name=name,
+                actor=actor,
+                method=method,
+                old_value=change.old,
+                new_value=enabled,
+                reason=reason,
+                version=store.version,
+            )
+        ],
+        next_id=next_event_id(session),
+    )
+    return change, store.version
+
+
+def rollback_flags(
+    session: Session,
+    *,
+    names: list[str] | None,
+    actor: str,
+    method: str,
+    reason: str = "",
+) -> RollbackOutcome:
+    """Set the named flags (all when None) to their rollback values, with audit and a record."""
+    started = time.perf_counter()
+    store = lock_store(session)
+    query = select(FlagRow).order_by(FlagRow.name)
+    if names is not None:
+        for name in names:
+            _checked_name(name)
+        query = query.where(FlagRow.name.in_(names))
+    rows = list(session.scalars(query))
+    if names is not None and len(rows) != len(set(names)):
+        missing = sorted(set(names) - {r.name for r in rows})
+        raise FlagNotFound(missing[0])
+    now = utcnow()
+    changes = [Change(r.name, r.enabled, r.rollback_value, r.requires_restart) for r in rows]
+    for row in rows:
+        if row.enabled != row.rollback_value:
+            row.enabled, row.updated_at, row.updated_by = row.rollback_value, now, actor
+    record = RollbackRecord(
+        started_at=now,
+        feature="ALL" if names is None else ",".join(sorted(set(names))),
+        trigger=reason,
+        method=method,
+        actor=actor,
+        version=store.version,
+        changes=[{"flag": c.name, "from": c.old, "to": c.new} for c in changes if c.changed],
+    )
+    session.add(record)
+    session.flush()
+    events = [
+        AuditEvent(
+            at=now,
+            flag_name=c.name,
+            actor=actor,
+            method=method,
+            old_value=c.old,
+            new_value=c.new,
+            reason=reason,
+            version=store.version,
+            rollback_record_id=record.id,
+        )
+        for c in changes
+        if c.changed
+    ]
+    append_events(session, store, events, next_id=next_event_id(session))
+    session.flush()
+    # Verification: read the rows back inside the transaction before it commits.
+    wrong = session.scalars(
+        select(FlagRow.name)
+        .where(FlagRow.name.in_([r.name for r in rows]))
+        .where(FlagRow.enabled != FlagRow.rollback_value)
+    ).all()
+    record.verification = "success" if not wrong else "failed"
+    record.duration_ms = (time.perf_counter() - started) * 1000
+    return RollbackOutcome(record.id, store.version, changes, record.verification)
+
+
+def create_flag(session: Session, definition: FlagDefinition, *, actor: str) -> None:
+    """Register a flag that is not in the built-in registry (used by tests and benchmarks)."""
+    _checked_name(definition.name)
+    lock_store(session)
+    session.add(
+        FlagRow(
+            name=definition.name,
+            description=definition.description,
+            phase=definition.phase,
+            risk=str(definition.risk),
+            rollback_value=definition.rollback_value,
+            requires_restart=definition.requires_restart,
+            enabled=definition.default,
+            updated_by=actor,
+        )
+    )
