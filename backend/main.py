@@ -1,4 +1,4 @@
-"""The application factory: `uvicorn backend.main:create_app --factory`, or `python -m backend.main`."""
+"""The application factory, served by `uvicorn backend.main:create_app --factory`."""
 
 from __future__ import annotations
 
@@ -30,10 +30,11 @@ class FlagsVersionHeader:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        version = str(current().version).encode()
 
         async def stamped(message: Message) -> None:
             if message["type"] == "http.response.start":
+                # Read when the answer is ready, so a change's own response shows its version.
+                version = str(current().version).encode()
                 message["headers"] = [*message.get("headers", []), (b"x-flags-version", version)]
             await send(message)
 

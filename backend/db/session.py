@@ -1,4 +1,4 @@
-"""Database engine and sessions: `from backend.db.session import engine` works as the runbook shows."""
+"""Database engine and sessions; `from backend.db.session import engine` works."""
 
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ class AuditEvent(Base):
 
 
 class RollbackRecord(Base):
-    """The runbook's "Rollback Log Entry": timestamp, feature, trigger, method, duration, verification."""
+    """The runbook's "Rollback Log Entry": what, why, how, duration, verification."""
 
     __tablename__ = "rollback_records"
 

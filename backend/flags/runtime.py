@@ -312,7 +312,7 @@ class FlagRuntime:
     def rollback(
         self, names: list[str] | None, *, actor: str, method: str, reason: str = ""
     ) -> RollbackResult:
-        """Every flag (names=None) or the named ones to their rollback values, in one transaction."""
+        """Every flag (names=None) or the named ones to their rollback values, in one txn."""
         started = time.perf_counter()
         try:
             with self.sessions.begin() as s:

@@ -104,15 +104,17 @@ def set_flag(
 ) -> tuple[Change, int]:
     """Store one flag's new value with its audit event; returns the change and the new version."""
     _checked_name(name)
-    if rollback_mode and enabled:
-        raise RollbackModeActive(
-            f"cannot enable {name!r}: rollback mode is on (FEATURE_FLAG_ROLLBACK_MODE_ENABLED=true);"
-            " unset it and restart to enable flags again"
-        )
     store = lock_store(session)
     row = session.get(FlagRow, name)
     if row is None:
         raise FlagNotFound(name)
+    # After the lookup, so that an unknown name is a 404 in rollback mode too.
+    if rollback_mode and enabled:
+        raise RollbackModeActive(
+            f"cannot enable {name!r}: rollback mode is on"
+            " (FEATURE_FLAG_ROLLBACK_MODE_ENABLED=true);"
+            " unset it and restart to enable flags again"
+        )
     change = Change(name, row.enabled, enabled, row.requires_restart)
     row.enabled, row.updated_at, row.updated_by = enabled, utcnow(), actor
     append_events(

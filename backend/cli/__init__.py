@@ -1,0 +1,402 @@
+"""`pcm-ops`: the operators' command line. Thin: parse, call the API or the flag runtime, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from backend.cli import server as server_cmd
+from backend.cli.client import Api, ApiError, ServerDown, cli_actor, local_runtime
+from backend.core.config import Settings, from_environ
+from backend.core.log import configure_logging
+from backend.flags import FlagError, FlagNotFound, RollbackModeActive
+
+app = typer.Typer(
+    help="PCM-Ops Tools: feature flags, rollback and operations.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+server_app = typer.Typer(help="Start, stop and inspect the server.", no_args_is_help=True)
+flags_app = typer.Typer(help="Read and change feature flags.", no_args_is_help=True)
+rollback_app = typer.Typer(help="Roll back flags.", no_args_is_help=True)
+app.add_typer(server_app, name="server")
+app.add_typer(flags_app, name="flags")
+app.add_typer(rollback_app, name="rollback")
+
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why (kept in the audit trail).")]
+
+# Exit codes: 0 ok, 1 check or verification failed, 2 bad input/config, 3 not found/not running,
+# 4 refused (rollback mode), 5 store unreachable.
+EXIT_FOR: dict[type[FlagError], int] = {FlagNotFound: 3, RollbackModeActive: 4}
+
+
+def settings() -> Settings:
+    try:
+        s = from_environ()
+    except FlagError as exc:
+        fail(str(exc), 2)
+    # Changes made from the CLI belong in the same log as the server's.
+    configure_logging(s.log_file, s.log_level)
+    return s
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def api_exit(exc: ApiError) -> NoReturn:
+    code = {401: 2, 403: 2, 404: 3, 409: 4, 422: 2, 503: 5}.get(exc.status, 1)
+    fail(exc.detail, code)
+
+
+def flag_exit(exc: FlagError) -> NoReturn:
+    for kind, code in EXIT_FOR.items():
+        if isinstance(exc, kind):
+            fail(str(exc), code)
+    fail(str(exc), 5)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# -- server ------------------------------------------------------------------------------------
+@server_app.command("start")
+def server_start(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for health.")] = 30.0,
+) -> None:
+    """Set up the database and start the server in the background."""
+    s = settings()
+    try:
+        code = server_cmd.start(s, timeout=timeout)
+    except FlagError as exc:
+        fail(f"cannot start: {exc}", 2)
+    raise typer.Exit(code)
+
+
+@server_app.command("stop")
+def server_stop(
+    timeout: Annotated[float, typer.Option(help="Seconds before SIGKILL.")] = 10.0,
+) -> None:
+    """Stop the server gracefully (SIGTERM, then SIGKILL after the timeout)."""
+    raise typer.Exit(server_cmd.stop(settings(), timeout=timeout))
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Say whether the server runs (exit 3 when it does not)."""
+    raise typer.Exit(server_cmd.status(settings()))
+
+
+@app.command("init-db")
+def init_db_cmd() -> None:
+    """Create or upgrade the schema and seed defaults (idempotent)."""
+    from backend.db.init_db import init_db
+
+    report = init_db(settings())
+    console.print(f"Database ready: {report.database}")
+    if report.admin_token_created:
+        console.print(f"Created an admin API token in {report.admin_token_path} (mode 0600).")
+
+
+# -- flags -------------------------------------------------------------------------------------
+def _flags_table(flags: list[dict[str, Any]]) -> Table:
+    table = Table("flag", "enabled", "stored", "source", "phase", "restart", "updated")
+    for f in flags:
+        table.add_row(
+            f["name"],
+            "[green]on[/green]" if f["enabled"] else "[red]off[/red]",
+            "on" if f["stored_enabled"] else "off",
+            f["source"],
+            str(f["phase"]),
+            "pending" if f["pending_restart"] else ("yes" if f["requires_restart"] else ""),
+            f"{f['updated_at'][:16].replace('T', ' ')} {f['updated_by']}",
+        )
+    return table
+
+
+def _local_flags(s: Settings) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    runtime = local_runtime(s)
+    snap = runtime.refresh()
+    return {
+        "version": snap.version,
+        "rollback_mode": snap.rollback_mode,
+        "flags": [asdict(f) for f in snap.flags.values()],
+        "via": "database",
+    }
+
+
+@flags_app.command("list")
+def flags_list(as_json: JsonOpt = False) -> None:
+    """Every flag with its effective value and where it comes from."""
+    s = settings()
+    try:
+        data = Api(s).json("GET", "/api/feature-flags")
+    except ServerDown:
+        err.print("[yellow]server not answering: reading the database directly[/yellow]")
+        data = _local_flags(s)
+    except ApiError as exc:
+        api_exit(exc)
+    if as_json:
+        emit_json(data)
+        return
+    if data.get("rollback_mode"):
+        console.print("[bold yellow]ROLLBACK MODE is on: flags serve their rollback values[/]")
+    console.print(_flags_table(data["flags"]))
+    console.print(f"flags version {data['version']}")
+
+
+@flags_app.command("get")
+def flags_get(name: str, as_json: JsonOpt = False) -> None:
+    """One flag."""
+    s = settings()
+    try:
+        data = Api(s).json("GET", f"/api/feature-flags/{name}")
+    except ServerDown:
+        found = [f for f in _local_flags(s)["flags"] if f["name"] == name]
+        if not found:
+            fail(str(FlagNotFound(name)), 3)
+        data = found[0]
+    except ApiError as exc:
+        api_exit(exc)
+    if as_json:
+        emit_json(data)
+    else:
+        console.print(_flags_table([data]))
+
+
+def _set(name: str, enabled: bool, reason: str, as_json: bool) -> None:
+    s = settings()
+    body = {"flag_name": name, "enabled": enabled, "reason": reason or None}
+    try:
+        data = Api(s).json("POST", "/api/feature-flags/toggle", json=body)
+        via = "api"
+    except ServerDown:
+        err.print("[yellow]server not answering: changing the database directly[/yellow]")
+        try:
+            result = local_runtime(s).toggle(
+                name, enabled, actor=cli_actor(), method="cli", reason=reason
+            )
+        except FlagError as exc:
+            flag_exit(exc)
+        from dataclasses import asdict
+
+        data = {
+            "flag": asdict(result.flag),
+            "previous": result.old,
+            "changed": result.old != result.new,
+            "version": result.version,
+        }
+        via = "database"
+    except ApiError as exc:
+        api_exit(exc)
+    if as_json:
+        emit_json({**data, "via": via})
+        return
+    flag = data["flag"]
+    state = "enabled" if flag["enabled"] else "disabled"
+    console.print(
+        f"Feature flag {name} is now {state} (stored {flag['stored_enabled']}, "
+        f"source {flag['source']}, version {data['version']}, via {via})"
+    )
+    if flag["pending_restart"]:
+        console.print("[yellow]This flag takes effect on restart: ./stop.sh && ./start.sh[/]")
+
+
+@flags_app.command("enable")
+def flags_enable(name: str, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
+    """Enable a flag."""
+    _set(name, True, reason, as_json)
+
+
+@flags_app.command("disable")
+def flags_disable(name: str, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
+    """Disable a flag."""
+    _set(name, False, reason, as_json)
+
+
+# -- rollback ----------------------------------------------------------------------------------
+def _rollback(s: Settings, names: list[str] | None, reason: str) -> tuple[dict[str, Any], str]:
+    path = (
+        "/api/feature-flags/emergency-rollback"
+        if names is None
+        else (f"/api/feature-flags/{names[0]}/rollback")
+    )
+    try:
+        return Api(s, timeout=10).json("POST", path, json={"reason": reason or None}), "api"
+    except ServerDown:
+        err.print("[yellow]server not answering: rolling back in the database directly[/yellow]")
+        from dataclasses import asdict
+
+        try:
+            result = local_runtime(s).rollback(
+                names,
+                actor=cli_actor(),
+                method="emergency" if names is None else "feature_flag",
+                reason=reason or ("emergency rollback" if names is None else "rollback"),
+            )
+        except FlagError as exc:
+            flag_exit(exc)
+        return asdict(result), "database"
+
+
+def _print_rollback(data: dict[str, Any], via: str) -> None:
+    for c in data["changed"]:
+        console.print(
+            f"  {c['flag']}: {'on' if c['from'] else 'off'} -> {'on' if c['to'] else 'off'}"
+        )
+    if not data["changed"]:
+        console.print("  nothing to change: every flag already had its rollback value")
+    console.print(
+        f"record {data['record_id']}, verification {data['verification']}, "
+        f"{data['duration_ms']:.1f} ms, via {via}"
+    )
+    if data["requires_restart"]:
+        console.print(
+            f"[yellow]Restart needed for: {', '.join(data['requires_restart'])} "
+            "(./stop.sh && ./start.sh)[/]"
+        )
+
+
+@rollback_app.command("emergency")
+def rollback_emergency(reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
+    """Every flag to its rollback value in one transaction."""
+    data, via = _rollback(settings(), None, reason)
+    if as_json:
+        emit_json({**data, "via": via})
+    else:
+        console.print("[bold red]EMERGENCY ROLLBACK[/]")
+        _print_rollback(data, via)
+    raise typer.Exit(0 if data["verification"] == "success" else 1)
+
+
+@rollback_app.command("flag")
+def rollback_flag(name: str, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
+    """One flag to its rollback value, verified by reading it back, then a health check."""
+    s = settings()
+    if not as_json:
+        console.print(f"🚨 EMERGENCY ROLLBACK: {name}")
+        console.print(f"Time: {datetime.now().astimezone():%a %b %d %H:%M:%S %Z %Y}")
+    try:
+        data, via = _rollback(s, [name], reason)
+    except ApiError as exc:
+        api_exit(exc)
+    verified = _verify_flag_off(s, name, via)
+    healthy = _health_ok(s) if via == "api" else None
+    if as_json:
+        emit_json({**data, "via": via, "read_back_ok": verified, "healthy": healthy})
+    elif verified:
+        console.print("✅ ROLLBACK SUCCESSFUL")
+        console.print(f"Feature {name} is now disabled (record {data['record_id']}, via {via})")
+    else:
+        console.print("❌ ROLLBACK FAILED")
+        console.print("Manual intervention required")
+    if not verified:
+        raise typer.Exit(1)
+    if not as_json:
+        console.print("🧪 Testing critical paths...")
+        if healthy is None:
+            console.print("⚠️  Server not running: health check skipped")
+        elif healthy:
+            console.print("✅ Application health check passed")
+        else:
+            console.print("❌ Application health check failed")
+            console.print("Consider emergency application restart")
+    raise typer.Exit(0 if healthy is not False else 1)
+
+
+def _verify_flag_off(s: Settings, name: str, via: str, wait: float = 2.0) -> bool:
+    """Read the flag back (through the API when it answers) until it is off."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if via == "api":
+                enabled = Api(s).json("GET", f"/api/feature-flags/{name}")["enabled"]
+            else:
+                enabled = next(f["enabled"] for f in _local_flags(s)["flags"] if f["name"] == name)
+        except (ServerDown, ApiError, StopIteration, FlagError):
+            enabled = None
+        if enabled is False:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+def _health_ok(s: Settings) -> bool:
+    try:
+        return Api(s).request("GET", "/api/health").status_code == 200
+    except ServerDown:
+        return False
+
+
+# -- checks ------------------------------------------------------------------------------------
+CRITICAL_PATHS: list[tuple[str, str, int]] = [
+    ("GET", "/api/health", 200),
+    ("GET", "/api/feature-flags/health", 200),
+    ("GET", "/api/feature-flags", 200),
+    ("GET", "/api/providers", 200),
+    ("GET", "/api/auth/aws-check-credentials", 200),
+    ("GET", "/aws/tools", 200),
+    ("GET", "/api/rollback-records", 200),
+    ("GET", "/api/feature-flags/audit/verify", 200),
+]
+
+
+@app.command("check")
+def check(as_json: JsonOpt = False) -> None:
+    """Check the critical paths of the running server; exit 1 on any failure."""
+    s = settings()
+    api = Api(s)
+    results: list[dict[str, Any]] = []
+
+    def record(name: str, ok: bool, detail: str) -> None:
+        results.append({"check": name, "ok": ok, "detail": detail})
+
+    for method, path, expected in CRITICAL_PATHS:
+        started = time.perf_counter()
+        try:
+            response = api.request(method, path)
+        except ServerDown as exc:
+            record(f"{method} {path}", False, str(exc))
+            continue
+        ms = (time.perf_counter() - started) * 1000
+        ok = response.status_code == expected and "x-flags-version" in response.headers
+        record(f"{method} {path}", ok, f"HTTP {response.status_code} in {ms:.0f} ms")
+    try:
+        chain = api.json("GET", "/api/feature-flags/audit/verify")
+        record("audit chain intact", bool(chain.get("ok")), f"{chain.get('events')} events")
+    except (ServerDown, ApiError) as exc:
+        record("audit chain intact", False, str(exc))
+    try:
+        anon = Api(s)
+        anon.http.headers.pop("Authorization", None)
+        status = anon.request("POST", "/api/feature-flags/emergency-rollback").status_code
+        record("rollback refused without auth", status == 401, f"HTTP {status}")
+    except ServerDown as exc:
+        record("rollback refused without auth", False, str(exc))
+    failed = [r for r in results if not r["ok"]]
+    if as_json:
+        emit_json({"ok": not failed, "checks": results})
+    else:
+        for r in results:
+            console.print(f"{'✅' if r['ok'] else '❌'} {r['check']}: {r['detail']}")
+        console.print(f"{len(results) - len(failed)}/{len(results)} critical paths passed")
+    raise typer.Exit(1 if failed else 0)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,78 @@
+"""How the CLI reaches PCM-Ops Tools: the running server with the admin token, or, when the
+server does not answer, the database directly through the same flag runtime."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+import httpx
+
+from backend.core.config import Settings
+from backend.db.session import engine_for, session_factory
+from backend.flags import FlagRuntime
+
+
+class ServerDown(Exception):
+    """The server did not answer."""
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+def read_token(settings: Settings) -> str | None:
+    path = settings.admin_token_path
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+class Api:
+    """A small client of the HTTP API; raises ServerDown when nothing listens."""
+
+    def __init__(self, settings: Settings, timeout: float = 5.0) -> None:
+        self.settings = settings
+        token = read_token(settings)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=settings.base_url, headers=headers, timeout=timeout)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+            raise ServerDown(f"no server answers at {self.settings.base_url}: {exc}") from exc
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"detail": response.text[:500]}
+        if response.status_code >= 400:
+            detail = body.get("detail", body) if isinstance(body, dict) else body
+            raise ApiError(response.status_code, str(detail))
+        return body
+
+
+def local_runtime(settings: Settings) -> FlagRuntime:
+    """A flag runtime on the database itself, for when the server is down."""
+    runtime = FlagRuntime(
+        session_factory(engine_for(settings)),
+        rollback_mode=settings.rollback_mode,
+        overrides=settings.flag_overrides,
+        state_file=settings.state_file,
+    )
+    runtime.refresh(force=True)
+    return runtime
+
+
+def cli_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"

@@ -1,0 +1,184 @@
+"""`pcm-ops server start|stop|status`: the process behind ./start.sh and ./stop.sh."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from backend.core.config import PROJECT_ROOT, Settings
+from backend.db.init_db import init_db
+from backend.db.session import engine_for, session_factory
+from backend.flags import FlagRuntime, snapshot
+
+console = Console(highlight=False, soft_wrap=True)
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as gone.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def running_pid(settings: Settings) -> int | None:
+    pid = read_pid(settings.pid_file)
+    return pid if pid is not None and alive(pid) else None
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1" if host in ("0.0.0.0", "") else host, port)) == 0
+
+
+def validate_flags(settings: Settings) -> None:
+    """Fail before forking when FEATURE_FLAG_* names an unknown flag."""
+    engine = engine_for(settings)
+    try:
+        FlagRuntime(
+            session_factory(engine),
+            rollback_mode=settings.rollback_mode,
+            overrides=settings.flag_overrides,
+        ).refresh(force=True)
+    finally:
+        snapshot.reset()
+        engine.dispose()
+
+
+def wait_healthy(settings: Settings, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=1.0) as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            with contextlib.suppress(httpx.HTTPError):
+                if http.get(f"{settings.base_url}/api/health").status_code in (200, 503):
+                    return True
+            time.sleep(0.1)
+    return False
+
+
+def start(settings: Settings, timeout: float = 30.0) -> int:
+    pid = running_pid(settings)
+    if pid is not None:
+        console.print(f"PCM-Ops Tools is already running (pid {pid}) at {settings.base_url}")
+        return 0
+    if port_in_use(settings.host, settings.port):
+        console.print(
+            f"[red]Port {settings.port} is in use by another process; "
+            "set PORT to use another one.[/red]"
+        )
+        return 1
+    report = init_db(settings)
+    if report.admin_token_created:
+        console.print(f"Created an admin API token in {report.admin_token_path} (mode 0600).")
+    validate_flags(settings)
+    console_log = settings.log_dir / "server.console.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "backend.main:create_app",
+        "--factory",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--workers",
+        str(settings.workers),
+        "--no-access-log",
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
+    with console_log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=PROJECT_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    settings.pid_file.write_text(f"{proc.pid}\n")
+    if not wait_healthy(settings, proc, timeout):
+        console.print("[red]PCM-Ops Tools did not come up.[/red] Last lines of the console log:")
+        with contextlib.suppress(OSError):
+            for line in console_log.read_text(errors="replace").splitlines()[-15:]:
+                console.print(f"  {line}", markup=False)
+        stop(settings, quiet=True)
+        return 1
+    mode = " [yellow](ROLLBACK MODE: every flag serves its rollback value)[/yellow]"
+    console.print(
+        f"PCM-Ops Tools is running (pid {proc.pid}, {settings.workers} worker(s))"
+        f"{mode if settings.rollback_mode else ''}"
+    )
+    console.print(f"  URL:         {settings.base_url}")
+    console.print(f"  Log file:    {settings.log_file}")
+    console.print(f"  Admin token: {settings.admin_token_path}")
+    console.print(
+        f'  Try: curl -H "Authorization: Bearer $(cat {settings.admin_token_path})" '
+        f"{settings.base_url}/api/feature-flags"
+    )
+    return 0
+
+
+def stop(settings: Settings, timeout: float = 10.0, quiet: bool = False) -> int:
+    pid = read_pid(settings.pid_file)
+    if pid is None or not alive(pid):
+        settings.pid_file.unlink(missing_ok=True)
+        if not quiet:
+            console.print("PCM-Ops Tools is not running.")
+        return 0
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    forced = alive(pid)
+    if forced:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    settings.pid_file.unlink(missing_ok=True)
+    if not quiet:
+        how = f"killed after {timeout:.0f} s (SIGKILL)" if forced else "stopped gracefully"
+        console.print(f"PCM-Ops Tools (pid {pid}) {how}; pid file removed.")
+    return 0
+
+
+def status(settings: Settings) -> int:
+    pid = running_pid(settings)
+    if pid is None:
+        console.print("PCM-Ops Tools is not running.")
+        return 3
+    console.print(f"PCM-Ops Tools is running (pid {pid}) at {settings.base_url}")
+    return 0

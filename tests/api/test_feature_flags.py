@@ -1,0 +1,371 @@
+"""/api/feature-flags over HTTP, in-process: what an operator with curl sees."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+from backend.core.config import Settings
+from backend.flags import DEFAULT_FLAGS, ConfigurationError
+
+CSRF = "csrf_tokens_enabled"
+PYDANTIC = "pydantic_v2_schemas"
+DEFAULTS = {d.name: d.default for d in DEFAULT_FLAGS}
+ROLLBACK_VALUES = {d.name: d.rollback_value for d in DEFAULT_FLAGS}
+LONG = "x" * 5000
+Headers = dict[str, str]
+
+
+def flags(client: TestClient, headers: Headers) -> dict[str, dict[str, object]]:
+    r = client.get("/api/feature-flags", headers=headers)
+    assert r.status_code == 200
+    return {f["name"]: f for f in r.json()["flags"]}
+
+
+def effective(client: TestClient, headers: Headers) -> dict[str, object]:
+    return {n: f["enabled"] for n, f in flags(client, headers).items()}
+
+
+def version(client: TestClient, headers: Headers) -> int:
+    return int(client.get("/api/feature-flags", headers=headers).json()["version"])
+
+
+def audit_total(client: TestClient, headers: Headers) -> int:
+    return int(client.get("/api/feature-flags/audit", headers=headers).json()["total"])
+
+
+def toggle(client: TestClient, headers: Headers, name: str, enabled: bool, **extra: object):  # type: ignore[no-untyped-def]
+    return client.post(
+        "/api/feature-flags/toggle",
+        json={"flag_name": name, "enabled": enabled, **extra},
+        headers=headers,
+    )
+
+
+# -- reading ------------------------------------------------------------------------------
+def test_list_shows_every_flag_with_its_effective_value(
+    client: TestClient, admin_headers: Headers
+) -> None:
+    body = client.get("/api/feature-flags", headers=admin_headers).json()
+    assert body["rollback_mode"] is False
+    assert body["from_last_known_state"] is False
+    assert body["version"] >= 1
+    assert {f["name"]: f["enabled"] for f in body["flags"]} == DEFAULTS
+
+
+def test_get_one_flag(client: TestClient, admin_headers: Headers) -> None:
+    r = client.get(f"/api/feature-flags/{PYDANTIC}", headers=admin_headers)
+    assert r.status_code == 200
+    f = r.json()
+    assert (f["name"], f["enabled"], f["source"]) == (PYDANTIC, True, "stored")
+    assert (f["requires_restart"], f["pending_restart"], f["rollback_value"]) == (
+        True,
+        False,
+        False,
+    )
+
+
+@pytest.mark.parametrize("name", ["nope", LONG])
+def test_unknown_flag_is_a_404_with_a_message(
+    client: TestClient, admin_headers: Headers, name: str
+) -> None:
+    for r in (
+        client.get(f"/api/feature-flags/{name}", headers=admin_headers),
+        client.get(f"/api/feature-flags/{name}/history", headers=admin_headers),
+        client.post(f"/api/feature-flags/{name}/rollback", headers=admin_headers),
+        toggle(client, admin_headers, name, False),
+    ):
+        assert r.status_code == 404, r.text
+        assert r.json()["detail"].startswith("unknown feature flag: 'x") or (
+            r.json()["detail"] == "unknown feature flag: 'nope'"
+        )
+        assert len(r.json()["detail"]) < 200
+
+
+# -- toggling -----------------------------------------------------------------------------
+def test_toggle_changes_the_flag_version_audit_and_log(
+    client: TestClient, admin_headers: Headers, settings: Settings
+) -> None:
+    before, audited = version(client, admin_headers), audit_total(client, admin_headers)
+    r = toggle(client, admin_headers, CSRF, False, reason="INC-42 login loop")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["previous"], body["changed"], body["flag"]["enabled"]) == (True, True, False)
+    assert body["version"] == before + 1 == version(client, admin_headers)
+    assert effective(client, admin_headers)[CSRF] is False
+    assert client.get(f"/api/feature-flags/{CSRF}", headers=admin_headers).json()["enabled"] is False
+    assert audit_total(client, admin_headers) == audited + 1
+    [event] = client.get(
+        "/api/feature-flags/audit", params={"limit": 1}, headers=admin_headers
+    ).json()["items"]
+    assert (event["flag_name"], event["old_value"], event["new_value"]) == (CSRF, True, False)
+    assert (event["actor"], event["method"], event["reason"]) == (
+        "token:admin",
+        "api",
+        "INC-42 login loop",
+    )
+    lines = [
+        line
+        for line in settings.log_file.read_text().splitlines()
+        if f"Feature flag {CSRF}" in line
+    ]
+    assert len(lines) == 1
+    assert "enabled -> disabled" in lines[0]
+    assert "by token:admin" in lines[0]
+    assert "via api" in lines[0]
+    assert "reason: INC-42 login loop" in lines[0]
+
+
+def test_toggle_back_and_forth(client: TestClient, admin_headers: Headers) -> None:
+    assert toggle(client, admin_headers, CSRF, False).json()["changed"] is True
+    assert toggle(client, admin_headers, CSRF, False).json()["changed"] is False
+    assert toggle(client, admin_headers, CSRF, True).json()["flag"]["enabled"] is True
+    assert effective(client, admin_headers)[CSRF] is True
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"flag_name": CSRF, "enabled": "yes"},
+        {"flag_name": CSRF, "enabled": 1},
+        {"flag_name": CSRF, "enabled": 0},
+        {"flag_name": CSRF, "enabled": "false"},
+        {"flag_name": CSRF, "enabled": None},
+        {"flag_name": CSRF},
+        {"enabled": False},
+        {"flag_name": "", "enabled": False},
+        {"flag_name": 5, "enabled": False},
+        {"flag_name": CSRF, "enabled": False, "reason": "r" * 2001},
+        [CSRF, False],
+    ],
+)
+def test_a_bad_body_is_a_422_and_changes_nothing(
+    client: TestClient, admin_headers: Headers, body: object
+) -> None:
+    before, audited = version(client, admin_headers), audit_total(client, admin_headers)
+    r = client.post("/api/feature-flags/toggle", json=body, headers=admin_headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"]  # says what is wrong
+    assert effective(client, admin_headers) == DEFAULTS
+    assert version(client, admin_headers) == before
+    assert audit_total(client, admin_headers) == audited
+
+
+@pytest.mark.parametrize("raw", [b'{"flag_name": "csrf_tokens_enabled", "enabled": fa', b"", b"nul"])
+def test_malformed_json_is_a_422(client: TestClient, admin_headers: Headers, raw: bytes) -> None:
+    r = client.post(
+        "/api/feature-flags/toggle",
+        content=raw,
+        headers={**admin_headers, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422
+    assert effective(client, admin_headers) == DEFAULTS
+
+
+# -- the version header ---------------------------------------------------------------------
+def test_every_response_carries_a_growing_flags_version(
+    client: TestClient, admin_headers: Headers
+) -> None:
+    responses = [
+        client.get("/api/health"),
+        client.get("/api/feature-flags/health"),
+        client.get("/api/feature-flags", headers=admin_headers),
+        client.get("/api/feature-flags/nope", headers=admin_headers),
+        client.get("/api/feature-flags"),  # 401
+        client.post("/api/feature-flags/toggle", json={}, headers=admin_headers),  # 422
+        client.get("/no/such/route"),
+    ]
+    first = {r.headers["X-Flags-Version"] for r in responses}
+    assert len(first) == 1
+    v0 = int(first.pop())
+    assert v0 == version(client, admin_headers)
+    r = toggle(client, admin_headers, CSRF, False)
+    assert int(r.headers["X-Flags-Version"]) == r.json()["version"] == v0 + 1
+    r = client.post("/api/feature-flags/emergency-rollback", headers=admin_headers)
+    assert int(r.headers["X-Flags-Version"]) == v0 + 2
+    assert int(client.get("/api/health").headers["X-Flags-Version"]) == v0 + 2
+
+
+# -- rollback -------------------------------------------------------------------------------
+def test_emergency_rollback_sets_every_flag_to_its_rollback_value(
+    client: TestClient, admin_headers: Headers, settings: Settings
+) -> None:
+    before, audited = version(client, admin_headers), audit_total(client, admin_headers)
+    r = client.post(
+        "/api/feature-flags/emergency-rollback", json={"reason": "INC-7"}, headers=admin_headers
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    changed = {n for n in DEFAULTS if DEFAULTS[n] != ROLLBACK_VALUES[n]}
+    assert {c["flag"] for c in body["changed"]} == changed
+    assert all(c["from"] is True and c["to"] is False for c in body["changed"])
+    assert set(body["unchanged"]) == set(DEFAULTS) - changed
+    assert body["requires_restart"] == [PYDANTIC]
+    assert body["verification"] == "success"
+    assert isinstance(body["record_id"], int)
+    assert 0 <= body["duration_ms"] < 5000
+    assert body["version"] == before + 1  # one transaction, one version
+    assert effective(client, admin_headers) == ROLLBACK_VALUES
+    assert audit_total(client, admin_headers) == audited + len(changed)
+    items = client.get(
+        "/api/feature-flags/audit", params={"method": "emergency"}, headers=admin_headers
+    ).json()["items"]
+    assert {e["rollback_record_id"] for e in items} == {body["record_id"]}
+    assert {e["version"] for e in items} == {body["version"]}
+    assert {e["reason"] for e in items} == {"INC-7"}
+    record = client.get(f"/api/rollback-records/{body['record_id']}", headers=admin_headers)
+    assert record.status_code == 200
+    assert record.json()["verification"] == "success"
+    assert record.json()["feature"] == "ALL"
+    log = settings.log_file.read_text()
+    assert "Feature flag emergency rollback completed" in log
+    assert f"Feature flag {CSRF} changed: enabled -> disabled by token:admin via emergency" in log
+
+
+def test_emergency_rollback_without_a_body(client: TestClient, admin_headers: Headers) -> None:
+    r = client.post("/api/feature-flags/emergency-rollback", headers=admin_headers)
+    assert r.status_code == 200
+    assert effective(client, admin_headers) == ROLLBACK_VALUES
+    again = client.post("/api/feature-flags/emergency-rollback", headers=admin_headers).json()
+    assert again["changed"] == []
+    assert sorted(again["unchanged"]) == sorted(DEFAULTS)
+    assert again["requires_restart"] == []
+
+
+def test_emergency_rollback_with_a_malformed_body_is_a_422(
+    client: TestClient, admin_headers: Headers
+) -> None:
+    r = client.post(
+        "/api/feature-flags/emergency-rollback",
+        content=b"{oops",
+        headers={**admin_headers, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422
+    assert effective(client, admin_headers) == DEFAULTS
+
+
+def test_rollback_of_one_flag(client: TestClient, admin_headers: Headers) -> None:
+    r = client.post(
+        f"/api/feature-flags/{CSRF}/rollback", json={"reason": "INC-9"}, headers=admin_headers
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["changed"] == [{"flag": CSRF, "from": True, "to": False}]
+    assert body["unchanged"] == []
+    assert body["verification"] == "success"
+    values = effective(client, admin_headers)
+    assert values[CSRF] is False
+    assert {n: v for n, v in values.items() if n != CSRF} == {
+        n: v for n, v in DEFAULTS.items() if n != CSRF
+    }
+    record = client.get(f"/api/rollback-records/{body['record_id']}", headers=admin_headers)
+    assert (record.json()["feature"], record.json()["trigger"]) == (CSRF, "INC-9")
+
+
+# -- rollback mode and overrides ------------------------------------------------------------
+def test_rollback_mode_serves_rollback_values_and_refuses_enabling(
+    open_client: Callable[..., TestClient], admin_headers: Headers
+) -> None:
+    client = open_client(rollback_mode=True)
+    body = client.get("/api/feature-flags", headers=admin_headers).json()
+    assert body["rollback_mode"] is True
+    assert {f["name"]: f["enabled"] for f in body["flags"]} == ROLLBACK_VALUES
+    assert {f["source"] for f in body["flags"]} == {"rollback_mode"}
+    assert {f["name"]: f["stored_enabled"] for f in body["flags"]} == DEFAULTS  # untouched
+    audited = audit_total(client, admin_headers)
+
+    r = toggle(client, admin_headers, "postgresql_support", True)
+    assert r.status_code == 409
+    assert "rollback mode is on" in r.json()["detail"]
+    assert "FEATURE_FLAG_ROLLBACK_MODE_ENABLED" in r.json()["detail"]
+    assert audit_total(client, admin_headers) == audited
+    assert toggle(client, admin_headers, "nope", True).status_code == 404
+
+    r = toggle(client, admin_headers, CSRF, False)
+    assert r.status_code == 200
+    assert flags(client, admin_headers)[CSRF]["stored_enabled"] is False
+    health = client.get("/api/feature-flags/health").json()
+    assert health["rollback_mode"] is True
+
+
+def test_env_override_shows_as_source_env(
+    open_client: Callable[..., TestClient], admin_headers: Headers
+) -> None:
+    client = open_client(flag_overrides={CSRF: False})
+    f = client.get(f"/api/feature-flags/{CSRF}", headers=admin_headers).json()
+    assert (f["enabled"], f["stored_enabled"], f["source"]) == (False, True, "env")
+    assert client.get("/api/feature-flags/health").json()["overrides"] == {CSRF: False}
+
+
+def test_an_override_of_an_unknown_flag_stops_start_up(
+    open_client: Callable[..., TestClient],
+) -> None:
+    with pytest.raises(ConfigurationError, match="FEATURE_FLAG_NOT_A_FLAG"):
+        open_client(flag_overrides={"not_a_flag": True})
+
+
+def test_a_restart_flag_is_pending_restart_after_a_toggle(
+    client: TestClient, admin_headers: Headers
+) -> None:
+    assert toggle(client, admin_headers, PYDANTIC, False).json()["flag"]["pending_restart"] is True
+    assert flags(client, admin_headers)[PYDANTIC]["pending_restart"] is True
+    assert client.get("/api/feature-flags/health").json()["pending_restart"] == [PYDANTIC]
+    toggle(client, admin_headers, PYDANTIC, True)
+    assert flags(client, admin_headers)[PYDANTIC]["pending_restart"] is False
+
+
+# -- audit ------------------------------------------------------------------------------------
+def test_audit_pages_newest_first_with_total(client: TestClient, admin_headers: Headers) -> None:
+    for i in range(6):
+        toggle(client, admin_headers, CSRF, i % 2 == 1, reason=f"step {i}")
+    toggle(client, admin_headers, "xss_protection_enabled", False)
+    page = client.get(
+        "/api/feature-flags/audit", params={"limit": 3, "offset": 2}, headers=admin_headers
+    ).json()
+    assert (page["total"], page["limit"], page["offset"]) == (7, 3, 2)
+    assert [e["reason"] for e in page["items"]] == ["step 4", "step 3", "step 2"]
+    ids = [e["id"] for e in page["items"]]
+    assert ids == sorted(ids, reverse=True)
+    by_flag = client.get(
+        "/api/feature-flags/audit", params={"flag": CSRF, "limit": 100}, headers=admin_headers
+    ).json()
+    assert by_flag["total"] == 6
+    beyond = client.get(
+        "/api/feature-flags/audit", params={"offset": 50}, headers=admin_headers
+    ).json()
+    assert (beyond["total"], beyond["items"]) == (7, [])
+    by_actor = client.get(
+        "/api/feature-flags/audit", params={"actor": "someone-else"}, headers=admin_headers
+    ).json()
+    assert by_actor["total"] == 0
+
+
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 1001}, {"offset": -1}, {"limit": "a"}])
+def test_audit_refuses_bad_paging(
+    client: TestClient, admin_headers: Headers, params: dict[str, object]
+) -> None:
+    r = client.get("/api/feature-flags/audit", params=params, headers=admin_headers)
+    assert r.status_code == 422
+
+
+def test_history_of_one_flag(client: TestClient, admin_headers: Headers) -> None:
+    for enabled in (False, True, False):
+        toggle(client, admin_headers, CSRF, enabled)
+    toggle(client, admin_headers, "xss_protection_enabled", False)
+    h = client.get(
+        f"/api/feature-flags/{CSRF}/history", params={"limit": 2}, headers=admin_headers
+    ).json()
+    assert (h["flag"], h["total"], h["limit"], h["offset"]) == (CSRF, 3, 2, 0)
+    assert [e["new_value"] for e in h["items"]] == [False, True]
+    assert {e["flag_name"] for e in h["items"]} == {CSRF}
+    empty = client.get(f"/api/feature-flags/{PYDANTIC}/history", headers=admin_headers).json()
+    assert (empty["total"], empty["items"]) == (0, [])
+
+
+def test_audit_verify_reports_an_intact_chain(client: TestClient, admin_headers: Headers) -> None:
+    toggle(client, admin_headers, CSRF, False)
+    client.post("/api/feature-flags/emergency-rollback", headers=admin_headers)
+    r = client.get("/api/feature-flags/audit/verify", headers=admin_headers).json()
+    assert r == {"ok": True, "events": audit_total(client, admin_headers), "problems": []}

@@ -1,0 +1,138 @@
+"""Shared fixtures: settings on temp dirs, a migrated and seeded SQLite file, a flag runtime,
+and an in-process app with the admin token. Nothing here reads the developer's environment."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.core.config import Settings, get_settings
+from backend.db.init_db import InitReport, init_db
+from backend.db.session import engine_for, session_factory
+from backend.flags import FlagRuntime, snapshot
+from backend.main import create_app
+
+# Variables Settings or flag_env would pick up from the outer environment.
+_LEAKY_EXACT = {"DATABASE_URL", "HOST", "PORT", "WORKERS"}
+_LEAKY_PREFIXES = ("PCM_", "FEATURE_FLAG_")
+
+
+@pytest.fixture(autouse=True)
+def isolated_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No outer env var leaks in, and the process-global snapshot starts and ends empty."""
+    for key in list(os.environ):
+        if key in _LEAKY_EXACT or key.startswith(_LEAKY_PREFIXES):
+            monkeypatch.delenv(key)
+    get_settings.cache_clear()
+    snapshot.reset()
+    yield
+    snapshot.reset()
+    get_settings.cache_clear()
+    _drop_log_handlers()
+
+
+def _drop_log_handlers() -> None:
+    # configure_logging attaches file handlers to our loggers; a test's tmp dir must not keep one.
+    for name in ("pcm_ops_tools", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if getattr(handler, "_pcm_ops_handler", None) is not None:
+                logger.removeHandler(handler)
+                handler.close()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Any) -> Callable[..., Settings]:
+    """Settings on this test's temp dirs; keyword arguments override fields."""
+
+    def build(**fields: Any) -> Settings:
+        fields.setdefault("data_dir", tmp_path / "data")
+        fields.setdefault("log_dir", tmp_path / "logs")
+        return Settings(**fields)
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def initialized(settings: Settings) -> InitReport:
+    """The schema migrated to head, flags seeded, the admin token written."""
+    return init_db(settings)
+
+
+@pytest.fixture
+def engine(settings: Settings, initialized: InitReport) -> Iterator[Engine]:
+    eng = engine_for(settings)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine)
+
+
+@pytest.fixture
+def make_runtime(
+    sessions: sessionmaker[Session], settings: Settings
+) -> Iterator[Callable[..., FlagRuntime]]:
+    """Runtimes on the test database (not refreshed); their pollers stop at teardown."""
+    made: list[FlagRuntime] = []
+
+    def build(**kwargs: Any) -> FlagRuntime:
+        kwargs.setdefault("state_file", settings.state_file)
+        rt = FlagRuntime(kwargs.pop("sessions", sessions), **kwargs)
+        made.append(rt)
+        return rt
+
+    yield build
+    for rt in made:
+        rt.stop_polling()
+
+
+@pytest.fixture
+def runtime(make_runtime: Callable[..., FlagRuntime]) -> FlagRuntime:
+    """A runtime whose snapshot is loaded and published."""
+    rt = make_runtime()
+    rt.refresh(force=True)
+    return rt
+
+
+@pytest.fixture
+def admin_token(settings: Settings, initialized: InitReport) -> str:
+    return settings.admin_token_path.read_text().strip()
+
+
+@pytest.fixture
+def admin_headers(admin_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {admin_token}"}
+
+
+@pytest.fixture
+def open_client(
+    make_settings: Callable[..., Settings], initialized: InitReport
+) -> Iterator[Callable[..., TestClient]]:
+    """Start the app in-process (lifespan included) on settings built from keyword overrides."""
+    with ExitStack() as stack:
+
+        def start(**fields: Any) -> TestClient:
+            return stack.enter_context(TestClient(create_app(make_settings(**fields))))
+
+        yield start
+
+
+@pytest.fixture
+def client(open_client: Callable[..., TestClient]) -> TestClient:
+    return open_client()

@@ -1,0 +1,92 @@
+"""A real server started by the real scripts, on a free port, with its own data directory."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    root: Path
+    env: dict[str, str]
+    port: int
+    data_dir: Path
+    log_file: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def run(
+        self, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**self.env, **(extra_env or {})}
+        return subprocess.run(
+            list(args), cwd=self.root, env=env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def token(self) -> str:
+        return (self.data_dir / "admin_token").read_text().strip()
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, timeout=10, headers={"Authorization": f"Bearer {self.token()}"}
+        )
+
+    def start(self, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return self.run("./start.sh", extra_env=extra_env)
+
+    def stop(self) -> subprocess.CompletedProcess[str]:
+        return self.run("./stop.sh")
+
+
+def clean_env(tmp: Path, port: int) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FEATURE_FLAG_", "PCM_"))
+        and k not in ("PORT", "WORKERS", "HOST", "DATABASE_URL")
+    }
+    env.update(PORT=str(port), PCM_DATA_DIR=str(tmp / "data"), PCM_LOG_DIR=str(tmp / "logs"))
+    return env
+
+
+@pytest.fixture
+def server_dirs(tmp_path: Path) -> Iterator[Server]:
+    """A server configuration (not started); stopped at the end whatever the test did."""
+    port = free_port()
+    server = Server(
+        ROOT,
+        clean_env(tmp_path, port),
+        port,
+        tmp_path / "data",
+        tmp_path / "logs" / "pcm_ops_tools.log",
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def server(server_dirs: Server) -> Server:
+    """A running server, started with ./start.sh."""
+    result = server_dirs.start()
+    assert result.returncode == 0, result.stdout + result.stderr
+    return server_dirs
