@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.config import Settings
@@ -32,6 +32,10 @@ def get_db(sessions: Annotated[sessionmaker[Session], Depends(get_sessions)]) ->
     with sessions() as session:
         yield session
 
+
+# Integers past 2**63 - 1 fail in the database driver (a 500); refuse them as bad input.
+MAX_DB_INT = 2**63 - 1
+Offset = Annotated[int, Query(ge=0, le=MAX_DB_INT)]
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RuntimeDep = Annotated[FlagRuntime, Depends(get_runtime)]

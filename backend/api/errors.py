@@ -6,6 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
 from backend.flags import FlagError, FlagNotFound, FlagStoreUnavailable, RollbackModeActive
 
@@ -33,6 +34,19 @@ async def flag_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=code)
 
 
+async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # Raised outside the flag engine too (authentication, plain reads): say what is wrong.
+    log.error(
+        "request %s %s: database unavailable: %s",
+        request.method,
+        request.url.path,
+        str(exc).splitlines()[0],
+    )
+    return JSONResponse(
+        {"detail": "the database is unavailable; see the server log"}, status_code=503
+    )
+
+
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled exception on %s %s", request.method, request.url.path)
     return JSONResponse({"detail": "internal error; see the server log"}, status_code=500)
@@ -40,4 +54,5 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(FlagError, flag_error)
+    app.add_exception_handler(OperationalError, database_unavailable)
     app.add_exception_handler(Exception, unexpected_error)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictBool
 from sqlalchemy import func, select
 
-from backend.api.deps import DbDep, Operator, RuntimeDep, Viewer
+from backend.api.deps import DbDep, Offset, Operator, RuntimeDep, Viewer
 from backend.flags import FlagState, current
 from backend.flags.audit import event_as_dict, verify_chain
 from backend.flags.models import AuditEvent
@@ -54,7 +54,7 @@ def audit(
     _: Viewer,
     db: DbDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     flag: Annotated[str | None, Query(max_length=100)] = None,
     method: Annotated[str | None, Query(max_length=20)] = None,
     actor: Annotated[str | None, Query(max_length=200)] = None,
@@ -116,7 +116,7 @@ def history(
     db: DbDep,
     _: Viewer,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     runtime.get(name)  # unknown names: FlagNotFound, mapped to 404
     query = select(AuditEvent).where(AuditEvent.flag_name == name)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from sqlalchemy import func, select
 
-from backend.api.deps import DbDep, Viewer
+from backend.api.deps import MAX_DB_INT, DbDep, Offset, Viewer
 from backend.flags.models import RollbackRecord
 
 router = APIRouter(prefix="/api/rollback-records", tags=["rollback records"])
@@ -38,7 +38,7 @@ def list_records(
     _: Viewer,
     db: DbDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     total = db.scalar(select(func.count()).select_from(RollbackRecord)) or 0
     rows = db.scalars(
@@ -48,7 +48,9 @@ def list_records(
 
 
 @router.get("/{record_id}")
-def get_record(record_id: int, _: Viewer, db: DbDep) -> dict[str, Any]:
+def get_record(
+    record_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)], _: Viewer, db: DbDep
+) -> dict[str, Any]:
     row = db.get(RollbackRecord, record_id)
     if row is None:
         raise HTTPException(404, f"no rollback record {record_id}")
