@@ -10,11 +10,28 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.api import auth, aws, errors, feature_flags, health, providers, rollback_records
+from backend.api import (
+    auth,
+    auth_pages,
+    aws,
+    errors,
+    feature_flags,
+    health,
+    metrics,
+    providers,
+    rollback_records,
+    tokens,
+    users,
+)
 from backend.core.config import Settings, get_settings
 from backend.core.log import configure_logging
 from backend.db.session import engine_for, session_factory
 from backend.flags import FlagRuntime, FlagStoreUnavailable, current
+from backend.metrics import MetricsRecorder, RequestMetricsMiddleware
+from backend.security.headers import SecurityHeaders
+from backend.security.keys import KeyRing
+from backend.security.sessions import SessionStore
+from backend.security.throttle import Throttle
 
 VERSION = "0.1.0"
 log = logging.getLogger("pcm_ops_tools.app")
@@ -44,8 +61,16 @@ class FlagsVersionHeader:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_file, settings.log_level)
+    # Weak or well-known keys stop start-up here (WeakSecretKey), whatever the flag's state.
+    keyring = KeyRing.build(
+        secret_key=settings.secret_key,
+        fallbacks=settings.fallback_keys,
+        legacy_key=settings.legacy_secret_key,
+        key_file=settings.secret_key_file,
+    )
     engine = engine_for(settings)
     sessions = session_factory(engine)
+    recorder = MetricsRecorder(sessions)
     runtime = FlagRuntime(
         sessions,
         rollback_mode=settings.rollback_mode,
@@ -71,22 +96,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if runtime.rollback_mode:
             log.warning("Feature flag rollback mode is ON: every flag serves its rollback value")
         runtime.start_polling()
+        recorder.start()
         try:
             yield
         finally:
             runtime.stop_polling()
+            recorder.stop()
             engine.dispose()
             log.info("PCM-Ops Tools stopped")
 
     app = FastAPI(title="PCM-Ops Tools", version=VERSION, lifespan=lifespan)
     app.state.settings = settings
     app.state.runtime = runtime
+    app.state.metrics = recorder
     app.state.sessions = sessions
     app.state.started = time.monotonic()
+    app.state.keyring = keyring
+    app.state.session_store = SessionStore(
+        sessions,
+        idle_timeout=settings.session_idle_timeout,
+        absolute_timeout=settings.session_absolute_timeout,
+    )
+    app.state.throttle = Throttle(
+        max_failures=settings.login_max_failures,
+        max_failures_per_address=settings.login_max_failures_per_address,
+        max_delay=settings.login_max_delay,
+    )
     errors.install(app)
-    for module in (health, feature_flags, rollback_records, providers, auth, aws):
+    for module in (health, feature_flags, rollback_records, providers, auth, aws, metrics):
         app.include_router(module.router)
+    for module in (users, tokens, auth_pages):
+        app.include_router(module.router)
+    # Innermost first: a 500 made by RequestContext still gets the headers of the other two.
+    app.add_middleware(errors.RequestContext)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(FlagsVersionHeader)
+    app.add_middleware(RequestMetricsMiddleware, recorder=recorder)
     return app
 
 

@@ -5,6 +5,7 @@ Not a test module: the benchmarks are run by hand (`python bench/<name>.py`), ne
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -23,9 +24,7 @@ try:
     from rich.table import Table
 
     # Wide enough for the tables when the output is piped into a file.
-    _console: Console | None = Console(
-        highlight=False, width=None if sys.stdout.isatty() else 160
-    )
+    _console: Console | None = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 except ImportError:  # pragma: no cover - rich is a dependency of the project
     _console = None
 
@@ -54,10 +53,8 @@ def machine_note() -> str:
     except AttributeError:  # pragma: no cover - not Linux
         affinity = cpus
     load = ""
-    try:
+    with contextlib.suppress(OSError):
         load = " load avg " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:  # pragma: no cover
-        pass
     return (
         f"{affinity} usable cores ({cpus} online), {platform.machine()}, "
         f"{platform.system()} {platform.release()}, "
@@ -65,12 +62,15 @@ def machine_note() -> str:
     )
 
 
-def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """A rich table when rich is available, else aligned plain text."""
+def print_table(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], *, text_columns: int = 1
+) -> None:
+    """A rich table when rich is available, else aligned plain text; the first `text_columns`
+    columns are left-aligned, the (numeric) rest right-aligned."""
     if _console is not None:
         table = Table(title=escape(title), title_justify="left")
         for i, col in enumerate(columns):
-            table.add_column(escape(col), justify="left" if i == 0 else "right")
+            table.add_column(escape(col), justify="left" if i < text_columns else "right")
         for row in rows:
             table.add_row(*(escape(cell) for cell in row))
         _console.print(table)

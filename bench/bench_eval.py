@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_note, median, percentile, print_table, say  # noqa: E402
+from _common import machine_note, median, percentile, print_table, say
 
 # --- network guard ---------------------------------------------------------------------------
 # Installed before any SDK is imported: a peer that tries to reach a server is refused and shows
@@ -230,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
             {"f": plain_function, "name": name},
             expected,
         ),
-        Candidate(ours_label, "is_enabled(name)", {"is_enabled": is_enabled, "name": name}, expected),
+        Candidate(
+            ours_label, "is_enabled(name)", {"is_enabled": is_enabled, "name": name}, expected
+        ),
         Candidate(
             "ours: current().flags[name].enabled",
             "current().flags[name].enabled",
@@ -253,16 +255,20 @@ def main(argv: list[str] | None = None) -> int:
     for c in candidates:
         if c.expected is None:
             continue
-        got = eval(c.stmt, c.namespace)  # noqa: S307 - our own fixed statements
+        got = eval(c.stmt, c.namespace)  # our own fixed statements
         if got is not c.expected:
             say(f"WRONG ANSWER from {c.label}: {got!r}, expected {c.expected!r}")
             return 1
 
-    say(f"bench_eval: flag {name!r} = {expected}, snapshot version {snap.version}, "
-        f"{len(snap.flags)} flags")
+    say(
+        f"bench_eval: flag {name!r} = {expected}, snapshot version {snap.version}, "
+        f"{len(snap.flags)} flags"
+    )
     say(f"machine: {machine_note()}")
-    say(f"method: {rounds} rounds x 1 batch per candidate (~{batch_seconds * 1000:.0f} ms each), "
-        "shuffled order per round, gc off while timing")
+    say(
+        f"method: {rounds} rounds x 1 batch per candidate (~{batch_seconds * 1000:.0f} ms each), "
+        "shuffled order per round, gc off while timing"
+    )
     gc.collect()
     started = time.perf_counter()
     try:
@@ -309,8 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     verdict_of = "PASS" if of_ratio >= 100 else "FAIL"
     say(f"target ours median <= 100 ns: {ref_median:.1f} ns -> {verdict_ns}")
     say(f"target ~100x faster than OpenFeature in-memory: {of_ratio:.0f}x -> {verdict_of}")
-    say(f"network connection attempts during the run: {len(NETWORK_ATTEMPTS)}"
-        + (f" {NETWORK_ATTEMPTS[:3]}" if NETWORK_ATTEMPTS else ""))
+    say(
+        f"network connection attempts during the run: {len(NETWORK_ATTEMPTS)}"
+        + (f" {NETWORK_ATTEMPTS[:3]}" if NETWORK_ATTEMPTS else "")
+    )
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from _common import (
     PROJECT_ROOT,
     machine_note,
     median,
@@ -68,15 +68,14 @@ from _common import (  # noqa: E402
     print_table,
     say,
 )
+from sqlalchemy import update
 
-from sqlalchemy import update  # noqa: E402
-
-from backend.core.config import Settings  # noqa: E402
-from backend.db.base import utcnow  # noqa: E402
-from backend.db.session import make_engine, session_factory  # noqa: E402
-from backend.flags.models import FlagRow  # noqa: E402
-from backend.flags.registry import FlagDefinition, Risk  # noqa: E402
-from backend.flags.service import create_flag, lock_store  # noqa: E402
+from backend.core.config import Settings
+from backend.db.base import utcnow
+from backend.db.session import make_engine, session_factory
+from backend.flags.models import FlagRow
+from backend.flags.registry import FlagDefinition, Risk
+from backend.flags.service import create_flag, lock_store
 
 ROLLBACK_PATH = "/api/feature-flags/emergency-rollback"
 PROBE_PATH = "/api/feature-flags/health"
@@ -152,6 +151,13 @@ def prepare_store(root: Path, total_flags: int, python: str) -> Store:
         raise SystemExit(f"expected {total_flags} flags in the store, found {count}")
     token = settings.admin_token_path.read_text().strip()
     return Store(root, total_flags, token, enabled, settings)
+
+
+def bump_version(engine: Any) -> tuple[int, float]:
+    """A change that alters no flag: only the store version moves (every worker reloads)."""
+    with session_factory(engine).begin() as s:
+        version = lock_store(s).version
+    return version, now()
 
 
 def reenable(store: Store, engine: Any) -> tuple[int, float]:
@@ -230,8 +236,17 @@ class Server:
         log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             [
-                self.python, "-m", "uvicorn", "backend.main:create_app", "--factory",
-                "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
+                self.python,
+                "-m",
+                "uvicorn",
+                "backend.main:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
             ],
             cwd=PROJECT_ROOT,
             env=self.store.env | {"PORT": str(self.port), "WORKERS": str(self.workers)},
@@ -259,6 +274,14 @@ class Server:
                         return
             time.sleep(0.1)
         raise SystemExit(f"server did not get ready in {timeout} s; see {self.log_path}")
+
+    def live_workers(self) -> list[int]:
+        if self.proc is None:
+            return []
+        if self.workers == 1:
+            return [self.proc.pid] if self.proc.poll() is None else []
+        inode = _listen_inode(self.port)
+        return [p for p in _children(self.proc.pid) if inode in _socket_inodes(p)]
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -369,8 +392,14 @@ def probe_round(server: Server, k: int) -> list[Obs]:
         data = json.loads(body)
         version = int(headers["x-flags-version"])
         out.append(
-            Obs(t_send, t_recv, version, float(data["snapshot_age_seconds"]),
-                owners.get(cport, 0), status)
+            Obs(
+                t_send,
+                t_recv,
+                version,
+                float(data["snapshot_age_seconds"]),
+                owners.get(cport, 0),
+                status,
+            )
         )
     return out
 
@@ -391,10 +420,22 @@ class Propagation:
 
 
 def watch_propagation(
-    server: Server, target: int, t0: float, *, k: int, r: int, timeout: float, gap: float
+    server: Server,
+    target: int,
+    t0: float,
+    *,
+    k: int,
+    r: int,
+    timeout: float,
+    gap: float,
+    start_delay: float = 0.0,
 ) -> Propagation:
     """Probe until every worker has been seen serving `target` and the last R rounds were all
-    new; compute the figures described in the module docstring."""
+    new; compute the figures described in the module docstring. With `start_delay`, probing
+    starts late so that it cannot slow the propagation down: only the server-clock figure is
+    meaningful then."""
+    if start_delay:
+        time.sleep(start_delay)
     workers = set(server.worker_pids)
     first_new: dict[int, float] = {}
     last_stale: dict[int, float] = {}
@@ -473,33 +514,63 @@ class RollbackTiming:
     t_resp: float
 
 
-def emergency_rollback(server: Server) -> RollbackTiming:
-    body = json.dumps({"reason": "bench_rollback"}).encode()
-    headers = {
-        "Authorization": f"Bearer {server.store.token}",
-        "Content-Type": "application/json",
-    }
+def http_call(
+    server: Server, method: str, path: str, payload: dict[str, Any] | None = None
+) -> tuple[float, int, Any, float]:
+    """One request on a fresh connection (like curl or the CLI), timed from before connect to the
+    last byte of the response: (ms, status, decoded JSON, monotonic time of the response)."""
+    headers = {"Authorization": f"Bearer {server.store.token}"}
+    body = None
+    if payload is not None:
+        body = json.dumps(payload).encode()
+        headers["Content-Type"] = "application/json"
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
         t_start = now()
-        conn.request("POST", ROLLBACK_PATH, body=body, headers=headers)
+        conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
-        payload = resp.read()
+        raw = resp.read()
         t_resp = now()
     finally:
         conn.close()
-    if resp.status != 200:
-        raise RuntimeError(f"rollback answered {resp.status}: {payload[:300]!r}")
-    data = json.loads(payload)
+    return (t_resp - t_start) * 1000, resp.status, json.loads(raw), t_resp
+
+
+def emergency_rollback(server: Server) -> RollbackTiming:
+    ms, status, data, t_resp = http_call(
+        server, "POST", ROLLBACK_PATH, {"reason": "bench_rollback"}
+    )
+    if status != 200:
+        raise RuntimeError(f"rollback answered {status}: {str(data)[:300]}")
     if data.get("verification") != "success":
         raise RuntimeError(f"rollback verification {data.get('verification')!r}")
     return RollbackTiming(
-        ms=(t_resp - t_start) * 1000,
+        ms=ms,
         server_ms=float(data["duration_ms"]),
         changed=len(data["changed"]),
         version=int(data["version"]),
         t_resp=t_resp,
     )
+
+
+PEERS = {
+    "GET /api/feature-flags/health (public, in-memory)": ("GET", PROBE_PATH, None),
+    "POST /api/feature-flags/toggle (1 flag, same value)": (
+        "POST",
+        "/api/feature-flags/toggle",
+        # postgresql_support is off after set-up and after every rollback: the toggle writes a
+        # version bump and an audit event like any toggle but changes no state.
+        {"flag_name": "postgresql_support", "enabled": False, "reason": "bench peer"},
+    ),
+}
+
+
+def peer_call(server: Server, name: str) -> float:
+    method, path, payload = PEERS[name]
+    ms, status, data, _ = http_call(server, method, path, payload)
+    if status != 200:
+        raise RuntimeError(f"{name} answered {status}: {str(data)[:300]}")
+    return ms
 
 
 @dataclass
@@ -511,12 +582,19 @@ class ConfigResult:
     changed: list[int] = field(default_factory=list)
     prop_rollback: list[Propagation] = field(default_factory=list)
     prop_external: list[Propagation] = field(default_factory=list)
+    prop_quiet: list[Propagation] = field(default_factory=list)
+    peers: dict[str, list[float]] = field(default_factory=dict)
+    worker_restarts: list[int] = field(default_factory=list)
+    probe_k: int = 0
+    probe_r: int = 0
 
 
 def run_config(
     server: Server, engine: Any, runs: int, warmup: int, args: argparse.Namespace
 ) -> ConfigResult:
-    result = ConfigResult(server.store.flags, server.workers)
+    result = ConfigResult(
+        server.store.flags, server.workers, probe_k=args.probe_k, probe_r=args.probe_rounds
+    )
     expected_changed = len(server.store.enabled_after_setup)
     multi = server.workers > 1
     for i in range(warmup + runs):
@@ -525,12 +603,34 @@ def run_config(
             # A change made outside the servers (CLI, another instance): only polling spreads it.
             result.prop_external.append(
                 watch_propagation(
-                    server, version, t_commit, k=args.probe_k, r=args.probe_rounds,
-                    timeout=10, gap=args.probe_gap_ms / 1000,
+                    server,
+                    version,
+                    t_commit,
+                    k=args.probe_k,
+                    r=args.probe_rounds,
+                    timeout=10,
+                    gap=args.probe_gap_ms / 1000,
                 )
             )
         else:
             wait_for_version(server, version)
+        if multi and i >= warmup and args.quiet_delay_ms > 0:
+            # The same kind of change, but nobody probes until it must be over: the server-clock
+            # figure without the probes' CPU load (2 cores shared by 4 workers and this script).
+            time.sleep(args.settle_ms / 1000)
+            version, t_commit = bump_version(engine)
+            result.prop_quiet.append(
+                watch_propagation(
+                    server,
+                    version,
+                    t_commit,
+                    k=args.probe_k,
+                    r=1,
+                    timeout=10,
+                    gap=args.probe_gap_ms / 1000,
+                    start_delay=args.quiet_delay_ms / 1000,
+                )
+            )
         time.sleep(args.settle_ms / 1000)  # idle server: no refresh or probe in flight
         timing = emergency_rollback(server)
         if timing.changed != expected_changed:
@@ -540,16 +640,29 @@ def run_config(
             )
         if multi:
             prop = watch_propagation(
-                server, timing.version, timing.t_resp, k=args.probe_k, r=args.probe_rounds,
-                timeout=10, gap=args.probe_gap_ms / 1000,
+                server,
+                timing.version,
+                timing.t_resp,
+                k=args.probe_k,
+                r=args.probe_rounds,
+                timeout=10,
+                gap=args.probe_gap_ms / 1000,
             )
+        peer_ms = {}
+        for name in PEERS:  # same run, same machine state: the rollback's yardsticks
+            time.sleep(args.settle_ms / 1000)
+            peer_ms[name] = peer_call(server, name)
         if i < warmup:
             continue
+        for name, ms in peer_ms.items():
+            result.peers.setdefault(name, []).append(ms)
         result.rollback_ms.append(timing.ms)
         result.server_ms.append(timing.server_ms)
         result.changed.append(timing.changed)
         if multi:
             result.prop_rollback.append(prop)
+    gone = sorted(set(server.worker_pids) - set(server.live_workers()))
+    result.worker_restarts = gone
     return result
 
 
@@ -584,47 +697,124 @@ def report(results: list[ConfigResult], rollback_target: float, prop_target: flo
         )
     print_table(
         "POST /api/feature-flags/emergency-rollback, request to response (ms)",
-        ["configuration", "runs", "changed", "median", "p95", "min", "max",
-         "server median", "server p95", f"<= {rollback_target:g} ms"],
+        [
+            "configuration",
+            "runs",
+            "changed",
+            "median",
+            "p95",
+            "min",
+            "max",
+            "server median",
+            "server p95",
+            f"<= {rollback_target:g} ms",
+        ],
         rows,
     )
     rows = []
     for r in results:
-        for what, props in (("after rollback response", r.prop_rollback),
-                            ("after external commit", r.prop_external)):
-            if not props:
-                continue
-            clock = [p.server_clock_ms for p in props]
-            upper = [p.observed_upper_ms for p in props]
-            lower = [p.observed_lower_ms for p in props]
-            blind = [p.blind_ms for p in props if p.blind_ms is not None]
-            rounds = sum(p.rounds for p in props)
-            full = sum(p.rounds_full_coverage for p in props)
-            premature = sum(p.blind_premature for p in props)
+        label = f"{r.flags} flags, WORKERS={r.workers}"
+        for name, values in r.peers.items():
+            paired = [a / b for a, b in zip(r.rollback_ms, values, strict=True)]
             rows.append(
                 [
-                    f"{r.flags} flags, WORKERS={r.workers}, {what}",
-                    str(len(props)),
-                    fmt(median(clock)),
-                    fmt(percentile(clock, 95)),
-                    fmt(max(clock)),
-                    f"{fmt(median(lower))} .. {fmt(median(upper))}",
-                    fmt(percentile(upper, 95)),
-                    fmt(median(blind)) if blind else "-",
-                    fmt(percentile(blind, 95)) if blind else "-",
+                    label,
+                    name,
+                    fmt(median(values)),
+                    fmt(percentile(values, 95)),
+                    f"{median(r.rollback_ms) / median(values):,.1f}x",
+                    f"{median(paired):,.1f}x",
+                ]
+            )
+            label = ""
+        if r.worker_restarts:
+            say(f"WARNING: {label}: workers {r.worker_restarts} disappeared during the runs")
+    if rows:
+        print_table(
+            "Peers timed in the same runs (fresh connection each, ms) and rollback / peer",
+            ["configuration", "request", "median", "p95", "rollback / peer", "paired ratio"],
+            rows,
+            text_columns=2,
+        )
+    rows = []
+    coverage = []
+    for r in results:
+        for what, props in (
+            ("after rollback response", r.prop_rollback),
+            ("after external commit", r.prop_external),
+            ("after external commit, unprobed", r.prop_quiet),
+        ):
+            if not props:
+                continue
+            label = f"{r.flags} flags, W={r.workers}, {what}"
+            if props is r.prop_quiet:
+                clock = [p.server_clock_ms for p in props]
+                rows.append(
+                    [
+                        label,
+                        "server clock (publish times)",
+                        str(len(clock)),
+                        fmt(median(clock)),
+                        fmt(percentile(clock, 95)),
+                        fmt(max(clock)),
+                        "PASS" if median(clock) <= prop_target else "FAIL",
+                    ]
+                )
+                continue
+            measures: list[tuple[str, list[float], bool]] = [
+                ("server clock (publish times)", [p.server_clock_ms for p in props], True),
+                ("observed upper (pid-attributed)", [p.observed_upper_ms for p in props], True),
+                ("observed lower (pid-attributed)", [p.observed_lower_ms for p in props], False),
+                (
+                    f"blind K={r.probe_k} x R={r.probe_r} (no pid)",
+                    [p.blind_ms for p in props if p.blind_ms is not None],
+                    False,
+                ),
+            ]
+            for name, values, judged in measures:
+                med = median(values) if values else None
+                rows.append(
+                    [
+                        label,
+                        name,
+                        str(len(values)),
+                        fmt(med),
+                        fmt(percentile(values, 95)) if values else "-",
+                        fmt(max(values)) if values else "-",
+                        ("PASS" if med is not None and med <= prop_target else "FAIL")
+                        if judged
+                        else "",
+                    ]
+                )
+                label = ""
+            rounds = sum(p.rounds for p in props)
+            full = sum(p.rounds_full_coverage for p in props)
+            coverage.append(
+                [
+                    f"{r.flags} flags, W={r.workers}, {what}",
+                    f"{rounds / len(props):.1f}",
                     f"{100 * full / max(rounds, 1):.0f}%",
-                    str(premature),
-                    "PASS" if percentile(upper, 50) <= prop_target else "FAIL",
+                    f"{sum(p.blind_premature for p in props)} of {len(props)}",
+                    str(sum(p.unattributed for p in props)),
                 ]
             )
     if rows:
         print_table(
-            "Propagation: time until every worker serves the new version (ms)",
-            ["change", "runs", "server clock median", "p95", "max",
-             "observed median (lower .. upper)", "observed upper p95", "blind median",
-             "blind p95", "rounds hitting all workers", "blind premature",
-             f"<= {prop_target:g} ms (observed upper)"],
+            "Propagation: from the change until every worker serves the new version (ms)",
+            ["change", "measure", "runs", "median", "p95", "max", f"median <= {prop_target:g} ms"],
             rows,
+            text_columns=2,
+        )
+        print_table(
+            "Probe coverage (the blind method's blind spot)",
+            [
+                "change",
+                "rounds per run",
+                "rounds reaching all workers",
+                "blind method premature",
+                "unattributed probes",
+            ],
+            coverage,
         )
 
 
@@ -636,15 +826,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flags", default="9,1000", help="flag counts, comma separated")
     parser.add_argument("--workers", default="1,4", help="worker counts, comma separated")
     parser.add_argument("--probe-k", type=int, default=16, help="fresh connections per round")
-    parser.add_argument("--probe-rounds", type=int, default=3,
-                        help="consecutive all-new rounds the blind criterion needs")
+    parser.add_argument(
+        "--probe-rounds",
+        type=int,
+        default=3,
+        help="consecutive all-new rounds the blind criterion needs",
+    )
     parser.add_argument("--probe-gap-ms", type=float, default=0.0, help="pause between rounds")
-    parser.add_argument("--settle-ms", type=float, default=200.0,
-                        help="idle time before each rollback")
+    parser.add_argument(
+        "--quiet-delay-ms",
+        type=float,
+        default=1500.0,
+        help="unprobed propagation: wait this long before looking (0: skip that measurement)",
+    )
+    parser.add_argument(
+        "--settle-ms", type=float, default=200.0, help="idle time before each rollback"
+    )
     parser.add_argument("--rollback-target-ms", type=float, default=50.0)
     parser.add_argument("--propagation-target-ms", type=float, default=100.0)
-    parser.add_argument("--python", default=sys.executable,
-                        help="interpreter for init_db and uvicorn (default: this one)")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter for init_db and uvicorn (default: this one)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--json", type=Path, help="also write the raw results to this file")
     args = parser.parse_args(argv)
@@ -655,11 +859,15 @@ def main(argv: list[str] | None = None) -> int:
     flag_counts = [int(x) for x in args.flags.split(",")]
     worker_counts = [int(x) for x in args.workers.split(",")]
 
-    say(f"bench_rollback: {runs} runs (+{args.warmup} warm-up) per configuration; "
-        f"flags {flag_counts}; workers {worker_counts}")
+    say(
+        f"bench_rollback: {runs} runs (+{args.warmup} warm-up) per configuration; "
+        f"flags {flag_counts}; workers {worker_counts}"
+    )
     say(f"machine: {machine_note()}")
-    say(f"probes: K={args.probe_k} fresh connections per round to {PROBE_PATH}, "
-        f"R={args.probe_rounds}, gap {args.probe_gap_ms:g} ms; settle {args.settle_ms:g} ms")
+    say(
+        f"probes: K={args.probe_k} fresh connections per round to {PROBE_PATH}, "
+        f"R={args.probe_rounds}, gap {args.probe_gap_ms:g} ms; settle {args.settle_ms:g} ms"
+    )
     results: list[ConfigResult] = []
     tmp = Path(tempfile.mkdtemp(prefix="pcm-bench-rollback-"))
     started = time.monotonic()
@@ -667,21 +875,27 @@ def main(argv: list[str] | None = None) -> int:
         for total in flag_counts:
             t = time.monotonic()
             store = prepare_store(tmp / f"flags{total}", total, args.python)
-            say(f"store with {total} flags ready in {time.monotonic() - t:.1f} s "
-                f"({len(store.enabled_after_setup)} enabled)")
+            say(
+                f"store with {total} flags ready in {time.monotonic() - t:.1f} s "
+                f"({len(store.enabled_after_setup)} enabled)"
+            )
             engine = make_engine(store.settings.effective_database_url)
             try:
                 for workers in worker_counts:
                     server = Server(store, workers, args.python)
                     try:
                         server.start()
-                        say(f"  server on :{server.port}, WORKERS={workers}, "
-                            f"worker pids {server.worker_pids}")
+                        say(
+                            f"  server on :{server.port}, WORKERS={workers}, "
+                            f"worker pids {server.worker_pids}"
+                        )
                         t = time.monotonic()
                         result = run_config(server, engine, runs, args.warmup, args)
                         results.append(result)
-                        say(f"  done in {time.monotonic() - t:.1f} s: rollback median "
-                            f"{median(result.rollback_ms):.1f} ms")
+                        say(
+                            f"  done in {time.monotonic() - t:.1f} s: rollback median "
+                            f"{median(result.rollback_ms):.1f} ms"
+                        )
                     finally:
                         server.stop()
             finally:
@@ -696,27 +910,31 @@ def main(argv: list[str] | None = None) -> int:
     say(f"total {time.monotonic() - started:.0f} s; machine now: {machine_note()}")
     report(results, args.rollback_target_ms, args.propagation_target_ms)
     if args.json:
-        args.json.write_text(json.dumps(
-            {
-                "machine": machine_note(),
-                "runs": runs,
-                "results": [
-                    {
-                        "flags": r.flags,
-                        "workers": r.workers,
-                        "rollback_ms": r.rollback_ms,
-                        "server_ms": r.server_ms,
-                        "propagation_after_rollback": [p.__dict__ for p in r.prop_rollback],
-                        "propagation_after_external_commit": [
-                            p.__dict__ for p in r.prop_external
-                        ],
-                    }
-                    for r in results
-                ],
-            },
-            indent=1,
-            default=str,
-        ))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": machine_note(),
+                    "runs": runs,
+                    "results": [
+                        {
+                            "flags": r.flags,
+                            "workers": r.workers,
+                            "rollback_ms": r.rollback_ms,
+                            "server_ms": r.server_ms,
+                            "peers": r.peers,
+                            "worker_restarts": r.worker_restarts,
+                            "propagation_after_rollback": [p.__dict__ for p in r.prop_rollback],
+                            "propagation_after_external_commit": [
+                                p.__dict__ for p in r.prop_external
+                            ],
+                        }
+                        for r in results
+                    ],
+                },
+                indent=1,
+                default=str,
+            )
+        )
     return 0
 
 

@@ -1,16 +1,33 @@
-"""Typed dependencies shared by the routers: database session, flag runtime, caller, roles."""
+"""Typed dependencies shared by the routers: database session, flag runtime, caller, roles,
+and request bodies whose strictness follows `pydantic_v2_schemas`.
+
+A caller is a Principal from either a bearer token (`Authorization: Bearer …`) or the session
+cookie. Session callers' state-changing requests also pass the CSRF check when
+`csrf_tokens_enabled` is on; `request.state.session_id` and `request.state.csrf_token` are set
+for them (None for token callers).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi import Depends, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.config import Settings
 from backend.flags import FlagRuntime
+from backend.security import csrf
+from backend.security.flag import enabled
+from backend.security.keys import KeyRing
+from backend.security.sessions import LoadedSession, SessionStore
 from backend.security.tokens import Principal, Role, authenticate_token
+
+SESSION_COOKIE = "pcm_session"
+M = TypeVar("M", bound=BaseModel)
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -28,6 +45,16 @@ def get_sessions(request: Request) -> sessionmaker[Session]:
     return sessions
 
 
+def get_session_store(request: Request) -> SessionStore:
+    store: SessionStore = request.app.state.session_store
+    return store
+
+
+def get_keyring(request: Request) -> KeyRing:
+    keyring: KeyRing = request.app.state.keyring
+    return keyring
+
+
 def get_db(sessions: Annotated[sessionmaker[Session], Depends(get_sessions)]) -> Iterator[Session]:
     with sessions() as session:
         yield session
@@ -40,30 +67,145 @@ Offset = Annotated[int, Query(ge=0, le=MAX_DB_INT)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RuntimeDep = Annotated[FlagRuntime, Depends(get_runtime)]
 SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
+SessionStoreDep = Annotated[SessionStore, Depends(get_session_store)]
+KeyRingDep = Annotated[KeyRing, Depends(get_keyring)]
 DbDep = Annotated[Session, Depends(get_db)]
 
 _UNAUTHORIZED = HTTPException(
     status_code=status.HTTP_401_UNAUTHORIZED,
-    detail="authentication required: send 'Authorization: Bearer <token>' "
-    "(the admin token is in data/admin_token)",
+    detail="authentication required: sign in (POST /api/auth/login, or the /login page) "
+    "or send 'Authorization: Bearer <token>' (the admin token is in data/admin_token)",
     headers={"WWW-Authenticate": "Bearer"},
 )
 
 
-def current_principal(request: Request, sessions: SessionsDep) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise _UNAUTHORIZED
-    with sessions.begin() as s:
-        principal = authenticate_token(s, token.strip())
-    if principal is None:
-        raise HTTPException(
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="invalid or revoked API token",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+# -- the session cookie ------------------------------------------------------------------------
+def cookie_is_secure(request: Request, settings: Settings) -> bool:
+    if settings.cookie_secure == "auto":
+        return request.url.scheme == "https"
+    return settings.cookie_secure == "true"
+
+
+def set_session_cookie(
+    request: Request, response: Response, session_id: str, *, settings: Settings, keyring: KeyRing
+) -> None:
+    """The signed session id: HttpOnly, SameSite=Lax, Secure over HTTPS."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        keyring.sign(session_id, new_handling=enabled("new_secret_key_handling")),
+        max_age=int(settings.session_absolute_timeout),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=cookie_is_secure(request, settings),
+    )
+
+
+def clear_session_cookie(request: Request, response: Response, settings: Settings) -> None:
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=cookie_is_secure(request, settings),
+    )
+
+
+def session_from_cookie(request: Request) -> tuple[LoadedSession, bool] | None:
+    """The live session named by the cookie and whether it was signed with the current key."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie or len(cookie) > 512:
+        return None
+    keyring: KeyRing = request.app.state.keyring
+    unsigned = keyring.unsign(cookie, new_handling=enabled("new_secret_key_handling"))
+    if unsigned is None:
+        return None
+    session_id, current_key = unsigned
+    store: SessionStore = request.app.state.session_store
+    loaded = store.load(session_id)
+    return (loaded, current_key) if loaded is not None else None
+
+
+def cookie_session_id(request: Request) -> str | None:
+    """The session id the cookie names, if its signature is valid (the session may be gone)."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie or len(cookie) > 512:
+        return None
+    keyring: KeyRing = request.app.state.keyring
+    unsigned = keyring.unsign(cookie, new_handling=enabled("new_secret_key_handling"))
+    return unsigned[0] if unsigned else None
+
+
+async def _csrf_check(request: Request, loaded: LoadedSession) -> None:
+    if not csrf.needs_check(request.method) or not enabled("csrf_tokens_enabled"):
+        return
+    submitted = request.headers.get(csrf.HEADER)
+    content_type = request.headers.get("content-type", "")
+    if not submitted and content_type.startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        value = (await request.form()).get(csrf.FIELD)
+        submitted = value if isinstance(value, str) else None
+    csrf.verify(loaded.data, submitted)
+
+
+# -- the caller --------------------------------------------------------------------------------
+async def optional_principal(request: Request, response: Response) -> Principal | None:
+    """The caller if any credential is presented; a bad bearer token is a 401."""
+    request.state.session_id = None
+    request.state.csrf_token = None
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _UNAUTHORIZED
+        sessions: sessionmaker[Session] = request.app.state.sessions
+
+        def check_token() -> Principal | None:
+            with sessions.begin() as s:
+                return authenticate_token(s, token.strip())
+
+        principal = await run_in_threadpool(check_token)
+        if principal is None:
+            raise HTTPException(
+                status_code=status.HTTP_401_UNAUTHORIZED,
+                detail="invalid or revoked API token",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        request.state.principal = principal
+        return principal
+    found = await run_in_threadpool(session_from_cookie, request)
+    if found is None:
+        return None
+    loaded, current_key = found
+    request.state.session_id = loaded.session_id
+    request.state.csrf_token = loaded.data.get(csrf.SESSION_KEY)
+    await _csrf_check(request, loaded)
+    if not current_key:
+        # Signed with a fallback or the other mode's key: move the browser to the current one.
+        set_session_cookie(
+            request,
+            response,
+            loaded.session_id,
+            settings=request.app.state.settings,
+            keyring=request.app.state.keyring,
         )
+    principal = Principal(
+        name=f"user:{loaded.username}",
+        role=Role(loaded.role),
+        kind="session",
+        user_id=loaded.user_id,
+        session_id=loaded.session_id,
+    )
     request.state.principal = principal
+    return principal
+
+
+async def current_principal(
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal:
+    if principal is None:
+        raise _UNAUTHORIZED
     return principal
 
 
@@ -81,6 +223,45 @@ def require(role: Role) -> Callable[[Principal], Principal]:
     return check
 
 
+MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
 Operator = Annotated[Principal, Depends(require(Role.OPERATOR))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+
+
+# -- request bodies (pydantic_v2_schemas) ------------------------------------------------------
+def strict_schemas(request: Request) -> bool:
+    """The value `pydantic_v2_schemas` had when this process started (a restart flag)."""
+    runtime: FlagRuntime = request.app.state.runtime
+    return runtime.boot_values.get("pydantic_v2_schemas", True)
+
+
+def strict_variant(model: type[M]) -> type[M]:
+    """`model` refusing unknown fields and type coercion."""
+    config = ConfigDict(extra="forbid", strict=True)
+    return type(f"Strict{model.__name__}", (model,), {"model_config": config})
+
+
+def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """A dependency parsing the JSON body as `model`: strict when `pydantic_v2_schemas` was on
+    at start-up, lenient (extra fields ignored, "true"/1 accepted as booleans) otherwise."""
+    strict_model = strict_variant(model)
+
+    async def parse(request: Request) -> M:
+        raw = await request.body()
+        chosen = strict_model if strict_schemas(request) else model
+        try:
+            return chosen.model_validate_json(raw or b"null")
+        except ValidationError as exc:
+            errors: list[Any] = [
+                {**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)
+            ]
+            raise RequestValidationError(errors) from None
+
+    return parse
+
+
+def body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` documenting a body parsed by `json_body`."""
+    schema = model.model_json_schema()
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

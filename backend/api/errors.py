@@ -1,58 +1,220 @@
-"""The one place that maps domain errors to HTTP statuses and messages."""
+"""The one place that maps errors to HTTP responses, and the request id every response carries.
+
+`enhanced_error_handling` on: every error is RFC 9457 `application/problem+json`
+(`type`, `title`, `status`, `detail`, `instance`, `request_id`, and `errors` with one message per
+field for validation failures); nothing internal (stack, exception text, input) is sent.
+Off: the framework's default bodies (`{"detail": ...}`, FastAPI's validation list).
+Either way each response has `X-Request-ID` and error responses are logged with that id.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+import uuid
+from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.flags import FlagError, FlagNotFound, FlagStoreUnavailable, RollbackModeActive
+from backend.security.errors import (
+    CsrfRejected,
+    InvalidInput,
+    LoginThrottled,
+    SecurityError,
+    SessionNotFound,
+    TokenNotFound,
+    UserExists,
+    UserNotFound,
+)
+from backend.security.flag import enabled
 
 log = logging.getLogger("pcm_ops_tools.api")
 
-STATUS: dict[type[FlagError], int] = {
+STATUS: dict[type[Exception], int] = {
     FlagNotFound: 404,
     RollbackModeActive: 409,
     FlagStoreUnavailable: 503,
+    UserNotFound: 404,
+    TokenNotFound: 404,
+    UserExists: 409,
+    InvalidInput: 422,
+    LoginThrottled: 429,
+    CsrfRejected: 403,
+    SessionNotFound: 401,
 }
+PROBLEM_TYPE = "application/problem+json"
+_INCOMING_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
-def _status_of(exc: FlagError) -> int:
+def _status_of(exc: Exception) -> int:
     for kind, code in STATUS.items():
         if isinstance(exc, kind):
             return code
     return 400
 
 
-async def flag_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, FlagError)
+def request_id_of(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "") or "-")
+
+
+def enhanced() -> bool:
+    return enabled("enhanced_error_handling")
+
+
+def problem(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "request_id": request_id_of(request),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_TYPE)
+
+
+def _respond(
+    request: Request, status: int, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    if enhanced():
+        return problem(request, status, detail, headers=headers)
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+async def domain_error(request: Request, exc: Exception) -> Response:
     code = _status_of(exc)
     if code >= 500:
-        log.error("request %s %s failed: %s", request.method, request.url.path, exc)
-    return JSONResponse({"detail": str(exc)}, status_code=code)
+        log.error(
+            "request %s %s %s failed: %s",
+            request_id_of(request),
+            request.method,
+            request.url.path,
+            exc,
+        )
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, LoginThrottled) else None
+    return _respond(request, code, str(exc), headers)
 
 
-async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if not enhanced():
+        return await http_exception_handler(request, exc)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    headers = dict(exc.headers) if exc.headers else None
+    return problem(request, exc.status_code, detail, headers=headers)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> tuple[str, str]:
+    parts = [str(p) for p in loc]
+    where = parts[0] if parts and parts[0] in ("body", "query", "path", "header", "cookie") else ""
+    rest = parts[1:] if where else parts
+    return where or "body", ".".join(rest) or "(request body)"
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    if not enhanced():
+        return await request_validation_exception_handler(request, exc)
+    errors = []
+    for err in exc.errors():
+        location, field = _field(err.get("loc", ()))
+        errors.append({"location": location, "field": field, "message": str(err.get("msg", ""))})
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem(request, 422, f"invalid request: {summary}", errors=errors)
+
+
+async def database_unavailable(request: Request, exc: Exception) -> Response:
     # Raised outside the flag engine too (authentication, plain reads): say what is wrong.
     log.error(
-        "request %s %s: database unavailable: %s",
+        "request %s %s %s: database unavailable: %s",
+        request_id_of(request),
         request.method,
         request.url.path,
         str(exc).splitlines()[0],
     )
-    return JSONResponse(
-        {"detail": "the database is unavailable; see the server log"}, status_code=503
-    )
+    return _respond(request, 503, "the database is unavailable; see the server log")
 
 
-async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled exception on %s %s", request.method, request.url.path)
-    return JSONResponse({"detail": "internal error; see the server log"}, status_code=500)
+def internal_error_response(request: Request) -> Response:
+    return _respond(request, 500, "internal error; see the server log")
+
+
+class RequestContext:
+    """Give each request an id (X-Request-ID), log failed requests with it, and turn an
+    unhandled exception into a 500 that passes through the other middleware."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _INCOMING_ID.fullmatch(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = False
+
+        async def tagged(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+                status = int(message["status"])
+                if status >= 400:
+                    log.log(
+                        logging.ERROR if status >= 500 else logging.INFO,
+                        "request %s %s %s -> %d",
+                        request_id,
+                        scope.get("method", ""),
+                        scope.get("path", ""),
+                        status,
+                    )
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tagged)
+        except Exception:
+            log.exception(
+                "request %s %s %s: unhandled exception",
+                request_id,
+                scope.get("method", ""),
+                scope.get("path", ""),
+            )
+            if started:
+                raise
+            response = internal_error_response(Request(scope))
+            await response(scope, receive, tagged)
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(FlagError, flag_error)
+    app.add_exception_handler(FlagError, domain_error)
+    app.add_exception_handler(SecurityError, domain_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(OperationalError, database_unavailable)
-    app.add_exception_handler(Exception, unexpected_error)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from backend.api.deps import DbDep, Offset, Operator, RuntimeDep, Viewer
+from backend.api.deps import DbDep, Offset, Operator, RuntimeDep, Viewer, body_doc, json_body
 from backend.flags import FlagState, current
 from backend.flags.audit import event_as_dict, verify_chain
 from backend.flags.models import AuditEvent
@@ -19,8 +19,10 @@ router = APIRouter(prefix="/api/feature-flags", tags=["feature flags"])
 
 
 class ToggleRequest(BaseModel):
+    """Lenient as written; `json_body` makes it strict while pydantic_v2_schemas is on."""
+
     flag_name: str = Field(min_length=1, description="name of the flag")
-    enabled: StrictBool
+    enabled: bool
     reason: str | None = Field(default=None, max_length=2000)
 
 
@@ -81,8 +83,12 @@ def audit_verify(_: Viewer, db: DbDep) -> dict[str, object]:
     return verify_chain(db).as_dict()
 
 
-@router.post("/toggle", summary="Enable or disable one flag")
-def toggle(body: ToggleRequest, runtime: RuntimeDep, who: Operator) -> dict[str, Any]:
+@router.post("/toggle", summary="Enable or disable one flag", openapi_extra=body_doc(ToggleRequest))
+def toggle(
+    who: Operator,  # first: an anonymous caller gets 401 before the body is looked at
+    runtime: RuntimeDep,
+    body: Annotated[ToggleRequest, Depends(json_body(ToggleRequest))],
+) -> dict[str, Any]:
     result = runtime.toggle(
         body.flag_name, body.enabled, actor=who.name, method="api", reason=body.reason or ""
     )

@@ -12,8 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from backend.cli import db as db_cmd
 from backend.cli import server as server_cmd
 from backend.cli.client import Api, ApiError, ServerDown, cli_actor, local_runtime
+from backend.cli.records import records_app
 from backend.core.config import Settings, from_environ
 from backend.core.log import configure_logging
 from backend.flags import FlagError, FlagNotFound, RollbackModeActive
@@ -25,10 +27,13 @@ app = typer.Typer(
 )
 server_app = typer.Typer(help="Start, stop and inspect the server.", no_args_is_help=True)
 flags_app = typer.Typer(help="Read and change feature flags.", no_args_is_help=True)
-rollback_app = typer.Typer(help="Roll back flags.", no_args_is_help=True)
+rollback_app = typer.Typer(help="Roll back flags, the database or the code.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
 app.add_typer(flags_app, name="flags")
 app.add_typer(rollback_app, name="rollback")
+app.add_typer(db_cmd.db_app, name="db")
+app.add_typer(records_app, name="records")
+rollback_app.command("db")(db_cmd.rollback_db)
 
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -108,6 +113,8 @@ def init_db_cmd() -> None:
     console.print(f"Database ready: {report.database}")
     if report.admin_token_created:
         console.print(f"Created an admin API token in {report.admin_token_path} (mode 0600).")
+    for line in report.login_hint():
+        console.print(line, markup=False)
 
 
 # -- flags -------------------------------------------------------------------------------------

@@ -96,6 +96,8 @@ def start(settings: Settings, timeout: float = 30.0) -> int:
     report = init_db(settings)
     if report.admin_token_created:
         console.print(f"Created an admin API token in {report.admin_token_path} (mode 0600).")
+    for line in report.login_hint():
+        console.print(line, markup=False)
     validate_flags(settings)
     console_log = settings.log_dir / "server.console.log"
     cmd = [

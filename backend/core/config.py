@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64, validation_alias="WORKERS")
     data_dir: Path = PROJECT_ROOT / "data"
     log_dir: Path = PROJECT_ROOT / "logs"
+    # The git repository that `pcm-ops rollback git` and `pcm-ops snapshot` work in.
+    repo_dir: Path = PROJECT_ROOT
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     flag_poll_interval: float = Field(default=0.02, gt=0, le=5)
     stale_after_seconds: float = Field(default=5.0, gt=0)
@@ -48,8 +50,23 @@ class Settings(BaseSettings):
     # Parsed from FEATURE_FLAG_* by from_environ(); not read from the environment by pydantic.
     rollback_mode: bool = False
     flag_overrides: dict[str, bool] = Field(default_factory=dict)
+    # Signing keys (new_secret_key_handling): SECRET_KEY, else a generated 0600 file in data_dir;
+    # SECRET_KEY_FALLBACKS (comma-separated) still verify, so that rotation keeps sessions.
+    secret_key: str | None = Field(default=None, validation_alias="SECRET_KEY", repr=False)
+    secret_key_fallbacks: str = Field(
+        default="", validation_alias="SECRET_KEY_FALLBACKS", repr=False
+    )
+    # The key used when new_secret_key_handling is off (the legacy behaviour).
+    legacy_secret_key: str = Field(default="pcm-ops-tools-legacy-secret-key", repr=False)
+    session_idle_timeout: float = Field(default=30 * 60, gt=0)
+    session_absolute_timeout: float = Field(default=12 * 3600, gt=0)
+    # "auto": Secure when the request came over HTTPS; true/false force it.
+    cookie_secure: str = Field(default="auto", pattern="^(auto|true|false)$")
+    login_max_failures: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_max_delay: float = Field(default=15 * 60, gt=0)
 
-    @field_validator("data_dir", "log_dir")
+    @field_validator("data_dir", "log_dir", "repo_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
@@ -67,6 +84,18 @@ class Settings(BaseSettings):
         return self.data_dir / "admin_token"
 
     @property
+    def admin_password_path(self) -> Path:
+        return self.data_dir / "admin_password"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.data_dir / "secret_key"
+
+    @property
+    def fallback_keys(self) -> list[str]:
+        return [k.strip() for k in self.secret_key_fallbacks.split(",") if k.strip()]
+
+    @property
     def log_file(self) -> Path:
         return self.log_dir / "pcm_ops_tools.log"
 
@@ -78,6 +107,25 @@ class Settings(BaseSettings):
     def state_file(self) -> Path:
         """Durable last-known flag state, used when the database cannot be read."""
         return self.data_dir / "flags_last_known.json"
+
+    @property
+    def backup_dir(self) -> Path:
+        """Where `pcm-ops db backup` writes pcm_ops_tools_backup_YYYYMMDD_HHMMSS.db."""
+        return self.data_dir
+
+    @property
+    def backup_manifest(self) -> Path:
+        """Records of the backups, beside them and outside the database: a restore keeps them."""
+        return self.data_dir / "backups.json"
+
+    @property
+    def snapshots_file(self) -> Path:
+        return self.data_dir / "snapshots.json"
+
+    @property
+    def baseline_file(self) -> Path:
+        """Recorded /api/health response time that `pcm-ops verify` compares against."""
+        return self.data_dir / "baseline.json"
 
     @property
     def base_url(self) -> str:

@@ -21,6 +21,7 @@ from backend.core.config import PROJECT_ROOT, Settings, get_settings
 from backend.db.session import engine_for, session_factory
 from backend.flags.service import seed_flags
 from backend.security.tokens import Role, create_token, token_is_valid
+from backend.security.users import create_user, generate_password, list_users
 
 
 @dataclass
@@ -29,6 +30,20 @@ class InitReport:
     flags_added: list[str] = field(default_factory=list)
     admin_token_created: bool = False
     admin_token_path: Path | None = None
+    admin_user_created: bool = False
+    admin_password_path: Path | None = None
+
+    def login_hint(self) -> list[str]:
+        """What to tell the operator, once, when the first admin was just created."""
+        if not self.admin_user_created:
+            return []
+        return [
+            f"Created the first user 'admin'; its password is in {self.admin_password_path} "
+            "(mode 0600).",
+            "Sign in at /login, or: curl -c cookies -H 'Content-Type: application/json' "
+            '-d \'{"username": "admin", "password": "..."}\' http://127.0.0.1:8500/api/auth/login',
+            "Then change it: .venv/bin/pcm-ops user passwd admin (and delete the password file).",
+        ]
 
 
 def alembic_config() -> Config:
@@ -74,6 +89,13 @@ def init_db(settings: Settings | None = None, engine: Engine | None = None) -> I
                 write_secret_file(path, plaintext)
                 report.admin_token_created = True
             report.admin_token_path = path
+            if not list_users(s):
+                # Existing users are never touched: only an empty table gets the first admin.
+                password = generate_password()
+                create_user(s, username="admin", password=password, role=Role.ADMIN)
+                write_secret_file(settings.admin_password_path, password)
+                report.admin_user_created = True
+                report.admin_password_path = settings.admin_password_path
         return report
     finally:
         if own_engine:
@@ -94,6 +116,8 @@ def main() -> int:
     if report.admin_token_created:
         print(f"Created an admin API token in {report.admin_token_path} (mode 0600).")
         print('Use it as: curl -H "Authorization: Bearer $(cat data/admin_token)" ...')
+    for line in report.login_hint():
+        print(line)
     return 0
 
 

@@ -3,7 +3,8 @@
 from backend.aws.models import Provider
 from backend.db.base import Base
 from backend.flags.models import AuditEvent, FlagRow, FlagStoreRow, RollbackRecord
-from backend.security.models import ApiToken
+from backend.metrics.models import RequestMetric
+from backend.security.models import ApiToken, LoginThrottle, User, WebSession
 
 __all__ = [
     "ApiToken",
@@ -11,6 +12,10 @@ __all__ = [
     "Base",
     "FlagRow",
     "FlagStoreRow",
+    "LoginThrottle",
     "Provider",
+    "RequestMetric",
     "RollbackRecord",
+    "User",
+    "WebSession",
 ]

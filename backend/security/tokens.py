@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.db.base import utcnow
+from backend.security.errors import TokenNotFound
 from backend.security.models import ApiToken
 
 TOKEN_PREFIX = "pcm_"
@@ -33,9 +34,11 @@ class Role(StrEnum):
 class Principal:
     """Who is calling: a name for the audit trail and a role for permissions."""
 
-    name: str
+    name: str  # "user:<username>" or "token:<name>", as the audit trail shows it
     role: Role
     kind: str  # "token" or "session"
+    user_id: int | None = None
+    session_id: str | None = None
 
     def can(self, needed: Role) -> bool:
         return self.role.rank >= needed.rank
@@ -67,6 +70,33 @@ def authenticate_token(session: Session, plaintext: str) -> Principal | None:
     if row.last_used_at is None or now - row.last_used_at > _LAST_USED_RESOLUTION:
         row.last_used_at = now
     return Principal(name=f"token:{row.name}", role=Role(row.role), kind="token")
+
+
+def list_tokens(session: Session) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.id)))
+
+
+def revoke_token(session: Session, *, token_id: int) -> ApiToken:
+    """Revoke a token (idempotent); it stops working at once."""
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise TokenNotFound(str(token_id))
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row
+
+
+def token_out(row: ApiToken) -> dict[str, object]:
+    """A token as the API and the CLI show it (never the secret)."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "prefix": row.prefix,
+        "role": row.role,
+        "created_at": row.created_at.isoformat(),
+        "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+    }
 
 
 def token_is_valid(session: Session, plaintext: str) -> bool:

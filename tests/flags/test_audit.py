@@ -3,6 +3,8 @@ place where poking the tables is the point), and caught by verify_chain."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,7 +49,7 @@ def test_each_event_links_to_the_previous_one(chained: sessionmaker[Session]) ->
         evs = list(s.scalars(select(AuditEvent).order_by(AuditEvent.id)))
     assert [e.id for e in evs] == [1, 2, 3, 4, 5]
     assert evs[0].prev_hash == GENESIS
-    for prev, event in zip(evs, evs[1:], strict=False):
+    for prev, event in itertools.pairwise(evs):
         assert event.prev_hash == prev.hash
     assert len({e.hash for e in evs}) == 5
 
@@ -73,8 +75,11 @@ def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(
     chained: sessionmaker[Session],
 ) -> None:
     # A forger who also rewrites the event's own hash still breaks event 3's link to it.
-    tamper(chained, "UPDATE flag_audit_events SET actor = 'mallory', hash = :h WHERE id = 2",
-           h="f" * 64)
+    tamper(
+        chained,
+        "UPDATE flag_audit_events SET actor = 'mallory', hash = :h WHERE id = 2",
+        h="f" * 64,
+    )
     ok, _, problems = report(chained)
     assert not ok
     assert "event 3: link to the previous event is broken" in problems

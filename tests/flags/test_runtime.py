@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -255,11 +256,13 @@ def test_concurrent_toggles_of_one_flag_are_all_audited_in_order(
     with sessions() as s:
         chain = verify_chain(s)
         evs = list(
-            s.scalars(select(AuditEvent).where(AuditEvent.flag_name == CSRF).order_by(AuditEvent.id))
+            s.scalars(
+                select(AuditEvent).where(AuditEvent.flag_name == CSRF).order_by(AuditEvent.id)
+            )
         )
     assert chain.ok, chain.problems
     # Serialized: each write saw the previous one (no lost update), one version each.
-    for prev, event in zip(evs, evs[1:], strict=False):
+    for prev, event in itertools.pairwise(evs):
         assert event.old_value == prev.new_value
         assert event.version == prev.version + 1
     assert stored(sessions)[CSRF] == evs[-1].new_value
@@ -375,9 +378,7 @@ def unreachable(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def test_refresh_writes_the_last_known_state_file(
-    runtime: FlagRuntime, settings: Settings
-) -> None:
+def test_refresh_writes_the_last_known_state_file(runtime: FlagRuntime, settings: Settings) -> None:
     runtime.toggle(CSRF, False, actor="a", method="api")
     data = json.loads(settings.state_file.read_text())
     assert data["version"] == current().version
@@ -386,7 +387,9 @@ def test_refresh_writes_the_last_known_state_file(
 
 
 def test_an_unreachable_store_serves_the_last_known_state(
-    runtime: FlagRuntime, make_runtime: MakeRuntime, settings: Settings,
+    runtime: FlagRuntime,
+    make_runtime: MakeRuntime,
+    settings: Settings,
     unreachable: sessionmaker[Session],
 ) -> None:
     runtime.toggle(CSRF, False, actor="a", method="api")
@@ -416,9 +419,7 @@ def test_last_known_state_honours_rollback_mode(
     unreachable: sessionmaker[Session],
 ) -> None:
     snapshot.reset()
-    down = make_runtime(
-        sessions=unreachable, state_file=settings.state_file, rollback_mode=True
-    )
+    down = make_runtime(sessions=unreachable, state_file=settings.state_file, rollback_mode=True)
     with pytest.raises(FlagStoreUnavailable):
         down.refresh()
     assert effective() == ROLLBACK_VALUES

@@ -14,8 +14,8 @@ from backend.flags import (
     FlagNotFound,
     FlagStoreUnavailable,
     RollbackModeActive,
+    service,
 )
-from backend.flags import service
 from backend.flags.models import AuditEvent, FlagRow, FlagStoreRow, RollbackRecord
 from backend.flags.registry import Risk
 
@@ -127,7 +127,11 @@ def test_rollback_mode_refuses_enabling_but_allows_disabling(
     assert stored(sessions)[CSRF] is False
     with sessions.begin() as s:
         service.set_flag(
-            s, name="xss_protection_enabled", enabled=False, actor="a", method="api",
+            s,
+            name="xss_protection_enabled",
+            enabled=False,
+            actor="a",
+            method="api",
             rollback_mode=True,
         )
     assert stored(sessions)["xss_protection_enabled"] is False

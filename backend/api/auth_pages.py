@@ -1,0 +1,88 @@
+"""/login, /logout, /whoami: the server-rendered sign-in pages (Jinja2, always autoescaped)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from backend.api.auth import do_sign_in
+from backend.api.deps import (
+    KeyRingDep,
+    MaybePrincipal,
+    SessionsDep,
+    SessionStoreDep,
+    SettingsDep,
+    Viewer,
+    clear_session_cookie,
+    set_session_cookie,
+)
+from backend.aws.models import Provider
+from backend.security.errors import LoginThrottled
+from backend.security.signin import INVALID_CREDENTIALS
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "web" / "templates")
+# Jinja2Templates autoescapes .html; say so, so that nobody turns it off by accident.
+TEMPLATES.env.autoescape = True
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request) -> HTMLResponse:
+    return page(request, "auth/login.html", username="", error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login_form(
+    request: Request,
+    username: Annotated[str, Form(max_length=200)],
+    password: Annotated[str, Form(max_length=1024)],
+    store: SessionStoreDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    keyring: KeyRingDep,
+) -> Response:
+    try:
+        signed = await do_sign_in(
+            request, username=username, password=password, store=store, sessions=sessions
+        )
+    except LoginThrottled as exc:
+        response = page(request, "auth/login.html", 429, username=username, error=str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    if signed is None:
+        return page(request, "auth/login.html", 401, username=username, error=INVALID_CREDENTIALS)
+    redirect = RedirectResponse("/whoami", status_code=303)
+    set_session_cookie(request, redirect, signed.session_id, settings=settings, keyring=keyring)
+    return redirect
+
+
+@router.post("/logout")
+def logout_form(
+    request: Request, who: Viewer, store: SessionStoreDep, settings: SettingsDep
+) -> Response:
+    if who.session_id is not None:
+        store.delete(who.session_id)
+    response = RedirectResponse("/login", status_code=303)
+    clear_session_cookie(request, response, settings)
+    return response
+
+
+@router.get("/whoami", response_class=HTMLResponse)
+def whoami(request: Request, who: MaybePrincipal, sessions: SessionsDep) -> Response:
+    if who is None:
+        return RedirectResponse("/login", status_code=303)
+    with sessions() as s:
+        providers = list(s.scalars(select(Provider).order_by(Provider.name)))
+    return page(request, "auth/whoami.html", who=who, providers=providers)

@@ -1,0 +1,246 @@
+"""`pcm-ops records list|show|report`: rollback records in the runbook's "Rollback Log Entry"
+form, and its "Internal Communication" message filled in from a record."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from sqlalchemy import func, select
+
+from backend.cli.client import Api, ApiError, ServerDown, cli_actor
+from backend.cli.console import (
+    NOT_FOUND,
+    UNREACHABLE,
+    JsonOpt,
+    console,
+    emit_json,
+    err,
+    fail,
+    load_settings,
+)
+from backend.core.config import Settings
+from backend.db.session import engine_for, session_factory
+from backend.flags.models import FlagStoreRow, RollbackRecord
+
+records_app = typer.Typer(help="Rollback records and the runbook's messages.", no_args_is_help=True)
+
+
+def record_dict(r: RollbackRecord) -> dict[str, Any]:
+    """A record in the shape GET /api/rollback-records/{id} returns."""
+    return {
+        "id": r.id,
+        "timestamp": r.started_at.isoformat(),
+        "feature": r.feature,
+        "trigger": r.trigger,
+        "method": r.method,
+        "actor": r.actor,
+        "duration_ms": r.duration_ms,
+        "verification": r.verification,
+        "changes": r.changes,
+        "version": r.version,
+    }
+
+
+def add_record(
+    settings: Settings,
+    *,
+    feature: str,
+    trigger: str,
+    method: str,
+    duration_ms: float,
+    verification: str,
+    changes: list[dict[str, object]],
+) -> int:
+    """Store a rollback record made outside the flag engine (database restore, git)."""
+    engine = engine_for(settings)
+    try:
+        with session_factory(engine).begin() as s:
+            version = s.scalar(select(FlagStoreRow.version).where(FlagStoreRow.id == 1)) or 0
+            row = RollbackRecord(
+                started_at=datetime.now(UTC),
+                feature=feature[:100],
+                trigger=trigger,
+                method=method,
+                actor=cli_actor(),
+                duration_ms=duration_ms,
+                verification=verification,
+                changes=changes,
+                version=version,
+            )
+            s.add(row)
+            s.flush()
+            return row.id
+    finally:
+        engine.dispose()
+
+
+def duration_text(ms: float) -> str:
+    if ms < 1000:
+        return f"{ms:.1f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    return f"{ms / 60_000:.1f} minutes"
+
+
+def log_entry(r: dict[str, Any]) -> str:
+    """The runbook's "Rollback Log Entry Template"."""
+    return (
+        f"[{r['timestamp']}] ROLLBACK INITIATED\n"
+        f"Feature: {r['feature']}\n"
+        f"Trigger: {r['trigger'] or '(no reason given)'}\n"
+        f"Method: {r['method']}\n"
+        f"Duration: {duration_text(r['duration_ms'])}\n"
+        f"Verification: {r['verification']}"
+    )
+
+
+def action_text(r: dict[str, Any]) -> str:
+    changes: list[dict[str, Any]] = r["changes"] or []
+    flags = [c["flag"] for c in changes if "flag" in c]
+    method = r["method"]
+    if method == "emergency":
+        changed = f"{len(flags)} changed: {', '.join(flags)}" if flags else "none had to change"
+        return f"Emergency rollback: every feature flag set to its rollback value ({changed})"
+    if method == "database" and changes:
+        c = changes[0]
+        return (
+            f"Database restored from {c.get('restored_from')} "
+            f"(current database first saved as {c.get('pre_restore_backup') or 'nothing'})"
+        )
+    if method == "git" and changes:
+        c = changes[0]
+        stash = f"; uncommitted work stashed ({c['stash']})" if c.get("stash") else ""
+        target = f"{c.get('ref')} ({c.get('to')})"
+        return f"Code rolled back with git from {c.get('from')} to {target}{stash}"
+    if flags:
+        return f"Feature flag(s) set to their rollback value: {', '.join(flags)}"
+    return f"Rollback of {r['feature']} via {method} (nothing had to change)"
+
+
+def status_text(settings: Settings, r: dict[str, Any]) -> str:
+    try:
+        health = Api(settings, timeout=3).request("GET", "/api/health").json()
+        now = f"application {health.get('status')} (flags version {health.get('flags_version')})"
+    except (ServerDown, ValueError):
+        now = "server not answering"
+    return f"rollback verification {r['verification']}; {now}"
+
+
+def communication(
+    settings: Settings, r: dict[str, Any], *, impact: str, next_steps: str, users: str
+) -> str:
+    """The runbook's "Internal Communication" message for one record."""
+    return (
+        f"SUBJECT: [URGENT] PCM-Ops Tools Rollback - {r['feature']}\n\n"
+        f"ISSUE: {r['trigger'] or '[Brief description of the problem]'}\n"
+        f"IMPACT: {impact}\n"
+        f"ACTION: {action_text(r)}\n"
+        f"STATUS: {status_text(settings, r)}\n"
+        f"NEXT STEPS: {next_steps}\n\n"
+        f"Time: {r['timestamp']}\n"
+        f"Duration: {duration_text(r['duration_ms'])}\n"
+        f"Affected Users: {users}"
+    )
+
+
+def _from_db(settings: Settings, record_id: int | None, limit: int) -> dict[str, Any]:
+    engine = engine_for(settings)
+    try:
+        with session_factory(engine)() as s:
+            if record_id is not None:
+                row = s.get(RollbackRecord, record_id)
+                return {"items": [record_dict(row)] if row else []}
+            total = s.scalar(select(func.count()).select_from(RollbackRecord)) or 0
+            rows = s.scalars(select(RollbackRecord).order_by(RollbackRecord.id.desc()).limit(limit))
+            return {"total": total, "items": [record_dict(r) for r in rows]}
+    except Exception as exc:  # the database may be the thing that broke
+        fail(f"cannot read rollback records: {exc}".splitlines()[0], UNREACHABLE)
+    finally:
+        engine.dispose()
+
+
+def fetch(
+    settings: Settings, record_id: int | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Records through the server, or from the database when it does not answer."""
+    path = "/api/rollback-records" + (
+        f"/{record_id}" if record_id is not None else f"?limit={limit}"
+    )
+    try:
+        data = Api(settings).json("GET", path)
+        return [data] if record_id is not None else list(data["items"])
+    except ServerDown:
+        err.print("[yellow]server not answering: reading the database directly[/yellow]")
+    except ApiError as exc:
+        if exc.status == 404:
+            return []
+        err.print(f"[yellow]server answered {exc}: reading the database directly[/yellow]")
+    return list(_from_db(settings, record_id, limit)["items"])
+
+
+def _one(settings: Settings, record_id: int) -> dict[str, Any]:
+    found = fetch(settings, record_id)
+    if not found:
+        fail(f"no rollback record {record_id}", NOT_FOUND)
+    return found[0]
+
+
+@records_app.command("list")
+def records_list(
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rollback records, newest first."""
+    items = fetch(load_settings(), limit=limit)
+    if as_json:
+        emit_json(items)
+        return
+    table = Table("id", "time", "feature", "method", "trigger", "duration", "verification")
+    for r in items:
+        table.add_row(
+            str(r["id"]),
+            r["timestamp"][:19].replace("T", " "),
+            r["feature"],
+            r["method"],
+            r["trigger"],
+            duration_text(r["duration_ms"]),
+            r["verification"],
+        )
+    console.print(table)
+
+
+@records_app.command("show")
+def records_show(record_id: int, as_json: JsonOpt = False) -> None:
+    """One record as the runbook's Rollback Log Entry."""
+    r = _one(load_settings(), record_id)
+    if as_json:
+        emit_json({**r, "log_entry": log_entry(r)})
+        return
+    console.print(log_entry(r), markup=False)
+    for c in r["changes"] or []:
+        console.print(f"  change: {c}", markup=False)
+
+
+@records_app.command("report")
+def records_report(
+    record_id: int,
+    impact: Annotated[
+        str, typer.Option(help="IMPACT: who/what is affected.")
+    ] = "[Who/what is affected]",
+    next_steps: Annotated[str, typer.Option("--next", help="NEXT STEPS.")] = (
+        "Root cause analysis; fix the issue and test it in staging before re-enabling"
+    ),
+    users: Annotated[str, typer.Option(help="Affected Users.")] = "[Estimate]",
+    as_json: JsonOpt = False,
+) -> None:
+    """The runbook's Internal Communication message, filled in from a record."""
+    s = load_settings()
+    r = _one(s, record_id)
+    text = communication(s, r, impact=impact, next_steps=next_steps, users=users)
+    if as_json:
+        emit_json({"record": r, "message": text})
+    else:
+        console.print(text, markup=False)
