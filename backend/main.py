@@ -10,10 +10,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend import web
 from backend.api import (
     auth,
     auth_pages,
     aws,
+    aws_credentials,
     errors,
     feature_flags,
     health,
@@ -125,8 +127,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for module in (health, feature_flags, rollback_records, providers, auth, aws, metrics):
         app.include_router(module.router)
-    for module in (users, tokens, auth_pages):
+    for module in (users, tokens, auth_pages, aws_credentials):
         app.include_router(module.router)
+    web.install(app)
     # Innermost first: a 500 made by RequestContext still gets the headers of the other two.
     app.add_middleware(errors.RequestContext)
     app.add_middleware(SecurityHeaders)

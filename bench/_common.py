@@ -62,6 +62,28 @@ def machine_note() -> str:
     )
 
 
+def code_note() -> str:
+    """Which code is measured: the checkout's commit, and whether it has local changes."""
+    import subprocess
+
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--", "backend"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return f"{PROJECT_ROOT} (not a git checkout)"
+    return f"{PROJECT_ROOT} at {sha}" + (" with uncommitted changes in backend/" if dirty else "")
+
+
 def print_table(
     title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], *, text_columns: int = 1
 ) -> None:

@@ -9,6 +9,7 @@ loads it. Peers, measured in the same process and the same run:
 * the timeit loop with an empty statement (loop overhead, included in every other row);
 * a bare dict lookup `d[name]` (inline, no function call): the floor;
 * a plain Python function `def f(n): return d[n]`: the floor for anything called as a function;
+* the bound C method `d.__getitem__(name)`: what a call costs when no Python frame is made;
 * `current().flags[name].enabled`: our richer read path (the FlagState of the snapshot);
 * the OpenFeature SDK (openfeature-sdk) with its InMemoryProvider:
   `api.get_client().get_boolean_value(name, False)`;
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_note, median, percentile, print_table, say
+from _common import code_note, machine_note, median, percentile, print_table, say
 
 # --- network guard ---------------------------------------------------------------------------
 # Installed before any SDK is imported: a peer that tries to reach a server is refused and shows
@@ -231,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
             expected,
         ),
         Candidate(
+            "C-level call d.__getitem__(name)",
+            "getitem(name)",
+            {"getitem": table.__getitem__, "name": name},
+            expected,
+        ),
+        Candidate(
             ours_label, "is_enabled(name)", {"is_enabled": is_enabled, "name": name}, expected
         ),
         Candidate(
@@ -265,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(snap.flags)} flags"
     )
     say(f"machine: {machine_note()}")
+    say(f"code: {code_note()}")
     say(
         f"method: {rounds} rounds x 1 batch per candidate (~{batch_seconds * 1000:.0f} ms each), "
         "shuffled order per round, gc off while timing"

@@ -62,6 +62,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     PROJECT_ROOT,
+    code_note,
     machine_note,
     median,
     percentile,
@@ -258,7 +259,11 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"server exited with {self.proc.returncode}; see {self.log_path}")
+                tail = self.log_path.read_text(errors="replace").splitlines()[-15:]
+                raise SystemExit(
+                    f"server exited with {self.proc.returncode}; last lines of its log:\n"
+                    + "\n".join(tail)
+                )
             inode = _listen_inode(self.port)
             if inode is not None:
                 pids = [p for p in _children(self.proc.pid) if inode in _socket_inodes(p)]
@@ -864,6 +869,7 @@ def main(argv: list[str] | None = None) -> int:
         f"flags {flag_counts}; workers {worker_counts}"
     )
     say(f"machine: {machine_note()}")
+    say(f"code: {code_note()}")
     say(
         f"probes: K={args.probe_k} fresh connections per round to {PROBE_PATH}, "
         f"R={args.probe_rounds}, gap {args.probe_gap_ms:g} ms; settle {args.settle_ms:g} ms"

@@ -3,10 +3,13 @@ and an in-process app with the admin token. Nothing here reads the developer's e
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,9 +31,7 @@ _LEAKY_PREFIXES = ("PCM_", "FEATURE_FLAG_")
 @pytest.fixture(autouse=True)
 def isolated_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No outer env var leaks in, and the process-global snapshot starts and ends empty."""
-    for key in list(os.environ):
-        if key in _LEAKY_EXACT or key.startswith(_LEAKY_PREFIXES):
-            monkeypatch.delenv(key)
+    _clear_leaky_env(monkeypatch)
     get_settings.cache_clear()
     snapshot.reset()
     yield
@@ -66,10 +67,34 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
 
 
+def _clear_leaky_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key in _LEAKY_EXACT or key.startswith(_LEAKY_PREFIXES):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def initialized_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, InitReport]:
+    """One init_db run per session; it hashes the admin password, which is slow on purpose."""
+    root = tmp_path_factory.mktemp("template")
+    with pytest.MonkeyPatch.context() as mp:
+        _clear_leaky_env(mp)
+        report = init_db(Settings(data_dir=root / "data", log_dir=root / "logs"))
+    return root / "data", report
+
+
 @pytest.fixture
-def initialized(settings: Settings) -> InitReport:
-    """The schema migrated to head, flags seeded, the admin token written."""
-    return init_db(settings)
+def initialized(settings: Settings, initialized_template: tuple[Path, InitReport]) -> InitReport:
+    """The schema migrated to the heads, flags seeded, the admin token written: a copy of the
+    data directory init_db made (tests of init_db itself call it directly)."""
+    template, report = initialized_template
+    shutil.copytree(template, settings.data_dir, dirs_exist_ok=True)
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    return dataclasses.replace(
+        report,
+        database=settings.effective_database_url,
+        admin_token_path=settings.admin_token_path,
+    )
 
 
 @pytest.fixture

@@ -113,3 +113,46 @@ def logout(
 @router.get("/me", summary="The caller: name, role, and the session's CSRF token")
 def me(request: Request, who: Viewer) -> dict[str, Any]:
     return me_out(who, request)
+
+
+class PreferenceSet(BaseModel):
+    key: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    value: str | int | bool | None = None
+
+
+PREFERENCES = "preferences"
+MAX_PREFERENCES = 200
+
+
+@router.get("/preferences", summary="The session's UI preferences")
+def preferences(who: Viewer, store: SessionStoreDep) -> dict[str, Any]:
+    if who.session_id is None:
+        return {}
+    prefs: dict[str, Any] = store.read(who.session_id).get(PREFERENCES, {})
+    return prefs
+
+
+@router.post(
+    "/preferences",
+    summary="Set one UI preference in the session (a session update, see SessionStore.update)",
+    openapi_extra=body_doc(PreferenceSet),
+)
+def set_preference(
+    who: Viewer,
+    store: SessionStoreDep,
+    body: Annotated[PreferenceSet, Depends(json_body(PreferenceSet))],
+) -> dict[str, Any]:
+    if who.session_id is None:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, "preferences belong to a signed-in session"
+        )
+
+    def put(data: dict[str, Any]) -> None:
+        prefs = dict(data.get(PREFERENCES, {}))
+        if body.key not in prefs and len(prefs) >= MAX_PREFERENCES:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "too many preferences")
+        prefs[body.key] = body.value
+        data[PREFERENCES] = prefs  # one assignment: written whole even by legacy updates
+
+    data = store.update(who.session_id, put)
+    return dict(data.get(PREFERENCES, {}))

@@ -38,9 +38,16 @@ def page(request: Request, name: str, status_code: int = 200, **context: Any) ->
     return response
 
 
+def safe_next(target: str | None) -> str:
+    """Where to go after sign-in: a path on this site only (no open redirect)."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/whoami"
+
+
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request) -> HTMLResponse:
-    return page(request, "auth/login.html", username="", error=None)
+def login_page(request: Request, next: str | None = None) -> HTMLResponse:
+    return page(request, "auth/login.html", username="", error=None, next=safe_next(next))
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -52,18 +59,28 @@ async def login_form(
     sessions: SessionsDep,
     settings: SettingsDep,
     keyring: KeyRingDep,
+    next: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> Response:
     try:
         signed = await do_sign_in(
             request, username=username, password=password, store=store, sessions=sessions
         )
     except LoginThrottled as exc:
-        response = page(request, "auth/login.html", 429, username=username, error=str(exc))
+        response = page(
+            request, "auth/login.html", 429, username=username, error=str(exc), next=safe_next(next)
+        )
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     if signed is None:
-        return page(request, "auth/login.html", 401, username=username, error=INVALID_CREDENTIALS)
-    redirect = RedirectResponse("/whoami", status_code=303)
+        return page(
+            request,
+            "auth/login.html",
+            401,
+            username=username,
+            error=INVALID_CREDENTIALS,
+            next=safe_next(next),
+        )
+    redirect = RedirectResponse(safe_next(next), status_code=303)
     set_session_cookie(request, redirect, signed.session_id, settings=settings, keyring=keyring)
     return redirect
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from sqlalchemy import select
+from fastapi import APIRouter, Path, Response, status
 
-from backend.api.deps import DbDep, Viewer
+from backend.api.aws_errors import AwsRoute
+from backend.api.deps import MAX_DB_INT, Admin, DbDep, Viewer
+from backend.aws import providers as service
 from backend.aws.models import Provider
+from backend.aws.regions import known_regions
+from backend.aws.schemas import ProviderCreate, ProviderUpdate
 
-router = APIRouter(prefix="/api/providers", tags=["providers"])
+router = APIRouter(prefix="/api/providers", tags=["providers"], route_class=AwsRoute)
+ProviderId = Path(ge=1, le=MAX_DB_INT)
 
 
 def provider_out(p: Provider) -> dict[str, Any]:
@@ -19,6 +23,7 @@ def provider_out(p: Provider) -> dict[str, Any]:
         "name": p.name,
         "account_id": p.account_id,
         "default_region": p.default_region,
+        "regions": p.regions or [p.default_region],
         "description": p.description,
         "enabled": p.enabled,
         "created_at": p.created_at.isoformat(),
@@ -27,6 +32,39 @@ def provider_out(p: Provider) -> dict[str, Any]:
 
 @router.get("")
 def list_providers(_: Viewer, db: DbDep) -> dict[str, Any]:
-    rows = db.scalars(select(Provider).order_by(Provider.name))
-    items = [provider_out(p) for p in rows]
+    items = [provider_out(p) for p in service.list_providers(db=db)]
     return {"total": len(items), "items": items}
+
+
+@router.get("/regions")
+def list_regions(_: Viewer) -> dict[str, Any]:
+    """The regions a provider may use: botocore's own list."""
+    return {"regions": sorted(known_regions())}
+
+
+@router.get("/{provider_id}")
+def get_provider(_: Viewer, db: DbDep, provider_id: int = ProviderId) -> dict[str, Any]:
+    return provider_out(service.get_provider(db=db, provider_id=provider_id))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_provider(_: Admin, db: DbDep, body: ProviderCreate) -> dict[str, Any]:
+    with db.begin():
+        provider = service.create_provider(db=db, data=body)
+    return provider_out(provider)
+
+
+@router.patch("/{provider_id}")
+def update_provider(
+    _: Admin, db: DbDep, body: ProviderUpdate, provider_id: int = ProviderId
+) -> dict[str, Any]:
+    with db.begin():
+        provider = service.update_provider(db=db, provider_id=provider_id, data=body)
+    return provider_out(provider)
+
+
+@router.delete("/{provider_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_provider(_: Admin, db: DbDep, provider_id: int = ProviderId) -> Response:
+    with db.begin():
+        service.delete_provider(db=db, provider_id=provider_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -15,7 +15,12 @@ from rich.table import Table
 from backend.cli import db as db_cmd
 from backend.cli import server as server_cmd
 from backend.cli.client import Api, ApiError, ServerDown, cli_actor, local_runtime
+from backend.cli.gitops import rollback_git
+from backend.cli.logs import logs as logs_cmd
 from backend.cli.records import records_app
+from backend.cli.snapshot import snapshot as snapshot_cmd
+from backend.cli.users import token_app, user_app
+from backend.cli.verify import verify as verify_cmd
 from backend.core.config import Settings, from_environ
 from backend.core.log import configure_logging
 from backend.flags import FlagError, FlagNotFound, RollbackModeActive
@@ -31,9 +36,15 @@ rollback_app = typer.Typer(help="Roll back flags, the database or the code.", no
 app.add_typer(server_app, name="server")
 app.add_typer(flags_app, name="flags")
 app.add_typer(rollback_app, name="rollback")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
 app.add_typer(db_cmd.db_app, name="db")
 app.add_typer(records_app, name="records")
 rollback_app.command("db")(db_cmd.rollback_db)
+app.command("verify")(verify_cmd)
+app.command("logs")(logs_cmd)
+app.command("snapshot")(snapshot_cmd)
+rollback_app.command("git")(rollback_git)
 
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

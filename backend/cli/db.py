@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -255,7 +256,7 @@ def restore(
     )
     restarted: int | None = None
     if pid is not None and not no_start:
-        restarted = server_cmd.start(s) if as_json else _start_visible(s)
+        restarted = _start_again(s, quiet=as_json)
     out = {
         "ok": restarted in (None, 0),
         "restored_from": str(path),
@@ -280,9 +281,13 @@ def restore(
     raise typer.Exit(0 if out["ok"] else FAILED)
 
 
-def _start_visible(s: Settings) -> int:
-    console.print("Starting the server again…")
-    return server_cmd.start(s)
+def _start_again(s: Settings, *, quiet: bool) -> int:
+    """Start the server; with --json its messages go to stderr, keeping stdout parseable."""
+    if not quiet:
+        console.print("Starting the server again…")
+        return server_cmd.start(s)
+    with contextlib.redirect_stdout(sys.stderr):
+        return server_cmd.start(s)
 
 
 @db_app.command("restore")

@@ -163,7 +163,7 @@ def _from_db(settings: Settings, record_id: int | None, limit: int) -> dict[str,
 
 
 def fetch(
-    settings: Settings, record_id: int | None = None, limit: int = 50
+    settings: Settings, record_id: int | None = None, limit: int = 50, *, quiet: bool = False
 ) -> list[dict[str, Any]]:
     """Records through the server, or from the database when it does not answer."""
     path = "/api/rollback-records" + (
@@ -173,11 +173,13 @@ def fetch(
         data = Api(settings).json("GET", path)
         return [data] if record_id is not None else list(data["items"])
     except ServerDown:
-        err.print("[yellow]server not answering: reading the database directly[/yellow]")
+        if not quiet:
+            err.print("[yellow]server not answering: reading the database directly[/yellow]")
     except ApiError as exc:
         if exc.status == 404:
             return []
-        err.print(f"[yellow]server answered {exc}: reading the database directly[/yellow]")
+        if not quiet:
+            err.print(f"[yellow]server answered {exc}: reading the database directly[/yellow]")
     return list(_from_db(settings, record_id, limit)["items"])
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.flags.errors import ConfigurationError
@@ -50,6 +50,16 @@ class Settings(BaseSettings):
     # Parsed from FEATURE_FLAG_* by from_environ(); not read from the environment by pydantic.
     rollback_mode: bool = False
     flag_overrides: dict[str, bool] = Field(default_factory=dict)
+    # AWS: the endpoint lets a local emulator (moto) stand in; bounded timeouts and retries
+    # make a dead endpoint answer within seconds instead of holding a worker.
+    aws_endpoint_url: str | None = None
+    aws_connect_timeout: float = Field(default=2.0, gt=0, le=60)
+    aws_read_timeout: float = Field(default=5.0, gt=0, le=300)
+    aws_max_attempts: int = Field(default=2, ge=1, le=10)
+    aws_max_workers: int = Field(default=8, ge=1, le=64)
+    # The AWS credential key ring as JSON (PCM_CREDENTIAL_KEYS); when unset, a 0600 file in
+    # data_dir. Never the session-signing key.
+    credential_keys: SecretStr | None = None
     # Signing keys (new_secret_key_handling): SECRET_KEY, else a generated 0600 file in data_dir;
     # SECRET_KEY_FALLBACKS (comma-separated) still verify, so that rotation keeps sessions.
     secret_key: str | None = Field(default=None, validation_alias="SECRET_KEY", repr=False)
@@ -126,6 +136,11 @@ class Settings(BaseSettings):
     def baseline_file(self) -> Path:
         """Recorded /api/health response time that `pcm-ops verify` compares against."""
         return self.data_dir / "baseline.json"
+
+    @property
+    def credential_keys_file(self) -> Path:
+        """The AWS credential key ring, created on first use (mode 0600)."""
+        return self.data_dir / "credential_keys.json"
 
     @property
     def base_url(self) -> str:

@@ -53,6 +53,32 @@ def _inspect(conn: sqlite3.Connection, label: str) -> Inspection:
     return Inspection("ok", schema, int(flags))
 
 
+class _Flusher:
+    """Writes each step of the copy to disk before the next one.
+
+    Without it the copy piles up hundreds of MB of dirty pages, and the server's next commit
+    (an fsync of its WAL, synchronous=FULL) waits for the file system to write them all:
+    a measured stall of ~100 ms per 100 MB. Flushing every step bounds that wait.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def flush(self) -> None:
+        if self.fd is None:
+            try:
+                self.fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                return
+        os.fdatasync(self.fd)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 class SqliteBackup:
     """The SQLite file at `path` (WAL mode, as backend.db.session opens it)."""
 
@@ -84,13 +110,17 @@ class SqliteBackup:
             src.execute("BEGIN")
             src.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
+            flusher = _Flusher(dest)
+
             def step(_status: int, remaining: int, total: int) -> None:
+                flusher.flush()
                 if progress is not None:
                     progress(total - remaining, total)
 
             try:
                 src.backup(out, pages=PAGES_PER_STEP if wal else -1, progress=step)
             finally:
+                flusher.close()
                 src.execute("COMMIT")
             # A backup file stands alone: no -wal beside it to lose.
             out.execute("PRAGMA journal_mode=DELETE")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -36,7 +37,9 @@ def audit_total(client: TestClient, headers: Headers) -> int:
     return int(client.get("/api/feature-flags/audit", headers=headers).json()["total"])
 
 
-def toggle(client: TestClient, headers: Headers, name: str, enabled: bool, **extra: object):  # type: ignore[no-untyped-def]
+def toggle(
+    client: TestClient, headers: Headers, name: str, enabled: bool, **extra: object
+) -> httpx.Response:
     return client.post(
         "/api/feature-flags/toggle",
         json={"flag_name": name, "enabled": enabled, **extra},

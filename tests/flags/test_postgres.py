@@ -120,11 +120,19 @@ def test_migrations_downgrade_and_upgrade_on_postgres(pg_engine: Engine) -> None
 
     run(command.downgrade, "base")
     with pg_engine.connect() as conn:
-        tables = {r[0] for r in conn.exec_driver_sql(
-            "SELECT tablename FROM pg_tables WHERE schemaname='public'")}
+        tables = {
+            r[0]
+            for r in conn.exec_driver_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname='public'"
+            )
+        }
     assert "feature_flags" not in tables
     run(command.upgrade, "heads")
     with pg_engine.connect() as conn:
-        tables = {r[0] for r in conn.exec_driver_sql(
-            "SELECT tablename FROM pg_tables WHERE schemaname='public'")}
+        tables = {
+            r[0]
+            for r in conn.exec_driver_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname='public'"
+            )
+        }
     assert {"feature_flags", "flag_audit_events", "rollback_records"} <= tables

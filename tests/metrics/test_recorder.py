@@ -44,8 +44,11 @@ def test_timeline_api_shows_requests_and_flag_changes(
 ) -> None:
     for _ in range(5):
         assert client.get("/api/health").status_code == 200
-    r = client.post("/api/feature-flags/toggle", headers=admin_headers,
-                    json={"flag_name": "xss_protection_enabled", "enabled": False})
+    r = client.post(
+        "/api/feature-flags/toggle",
+        headers=admin_headers,
+        json={"flag_name": "xss_protection_enabled", "enabled": False},
+    )
     assert r.status_code == 200
     client.app.state.metrics.flush()  # type: ignore[attr-defined]
     body = client.get("/api/metrics/timeline?minutes=10", headers=admin_headers).json()

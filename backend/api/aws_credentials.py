@@ -1,0 +1,163 @@
+"""/api/aws/credentials: the caller's own AWS credentials, per provider (never echoed back)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response, status
+from sqlalchemy.orm import Session
+
+from backend.api.aws_errors import AwsRoute
+from backend.api.deps import MAX_DB_INT, DbDep, SettingsDep, Viewer
+from backend.aws import credentials as service
+from backend.aws.errors import CredentialsNotFound
+from backend.aws.providers import get_provider
+from backend.aws.schemas import CredentialsIn
+from backend.aws.secrets import AwsSecret
+from backend.aws.sweeper import FLAG, CredentialSweeper
+from backend.core.config import Settings
+from backend.security.credentials_crypto import KeyRingSource
+from backend.security.flag import enabled
+from backend.security.sessions import SessionStore
+
+
+def keys_for(settings: Settings) -> KeyRingSource:
+    env = settings.credential_keys.get_secret_value() if settings.credential_keys else None
+    return KeyRingSource(path=settings.credential_keys_file, env_value=env)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    app.state.aws_keys = keys_for(app.state.settings)
+    sweeper = CredentialSweeper(app.state.sessions, app.state.aws_keys, enabled)
+    sweeper.start()
+    try:
+        yield
+    finally:
+        sweeper.stop()
+
+
+router = APIRouter(
+    prefix="/api/aws/credentials", tags=["aws"], route_class=AwsRoute, lifespan=lifespan
+)
+ProviderId = Path(ge=1, le=MAX_DB_INT)
+
+
+@dataclass(frozen=True)
+class _CallerSession:
+    store: SessionStore
+    session_id: str
+
+    def read(self) -> dict[str, Any]:
+        return self.store.read(self.session_id)
+
+    def update(self, mutate: Callable[[dict[str, Any]], None]) -> Any:
+        return self.store.update(self.session_id, mutate)
+
+
+@dataclass(frozen=True)
+class AwsCaller:
+    """The caller as the AWS side sees it: owner name, session (if any), keys, flag state."""
+
+    owner: str
+    db: Session
+    keys: KeyRingSource
+    session: _CallerSession | None
+    secure: bool
+    settings: Settings
+
+
+def get_keys(request: Request) -> KeyRingSource:
+    keys: KeyRingSource | None = getattr(request.app.state, "aws_keys", None)
+    if keys is None:  # the app was served without its lifespan
+        keys = request.app.state.aws_keys = keys_for(request.app.state.settings)
+    return keys
+
+
+def aws_caller(
+    request: Request,
+    who: Viewer,
+    db: DbDep,
+    settings: SettingsDep,
+    keys: Annotated[KeyRingSource, Depends(get_keys)],
+) -> AwsCaller:
+    session_id = getattr(request.state, "session_id", None) or who.session_id
+    store: SessionStore | None = getattr(request.app.state, "session_store", None)
+    session = _CallerSession(store, session_id) if store and session_id else None
+    caller = AwsCaller(who.name, db, keys, session, enabled(FLAG), settings)
+    if caller.secure and session is not None:
+        # Credentials stored while the flag was off move into sealed rows on first use.
+        with db.begin():
+            moved = service.adopt_session_credentials(
+                db=db, ring=keys.load(), owner=who.name, session=session
+            )
+        service.forget_session_credentials(session=session, keys=moved)
+    return caller
+
+
+CallerDep = Annotated[AwsCaller, Depends(aws_caller)]
+
+
+def provider_secret(caller: AwsCaller, provider_id: int) -> tuple[Any, AwsSecret]:
+    """The provider and the caller's usable credentials for it."""
+    with caller.db.begin():
+        provider = get_provider(db=caller.db, provider_id=provider_id)
+        secret = service.load_credentials(
+            db=caller.db,
+            keys=caller.keys,
+            owner=caller.owner,
+            provider=provider,
+            session=caller.session,
+        )
+    return provider, secret
+
+
+@router.get("")
+def list_credentials(caller: CallerDep) -> dict[str, Any]:
+    with caller.db.begin():
+        items = service.list_credentials(db=caller.db, owner=caller.owner, session=caller.session)
+    return {
+        "owner": caller.owner,
+        "secure_storage": caller.secure,
+        "total": len(items),
+        "items": [i.as_dict() for i in items],
+    }
+
+
+@router.put("/{provider_id}")
+def store_credentials(
+    caller: CallerDep, body: CredentialsIn, provider_id: int = ProviderId
+) -> dict[str, Any]:
+    secret = AwsSecret(
+        access_key_id=body.access_key_id,
+        secret_access_key=body.secret_access_key.get_secret_value(),
+        session_token=body.session_token.get_secret_value() if body.session_token else None,
+        role_arn=body.role_arn,
+    )
+    with caller.db.begin():
+        provider = get_provider(db=caller.db, provider_id=provider_id)
+        info = service.store_credentials(
+            db=caller.db,
+            keys=caller.keys,
+            owner=caller.owner,
+            provider=provider,
+            secret=secret,
+            secure=caller.secure,
+            session=caller.session,
+        )
+    return info.as_dict()
+
+
+@router.delete("/{provider_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_credentials(caller: CallerDep, provider_id: int = ProviderId) -> Response:
+    with caller.db.begin():
+        provider = get_provider(db=caller.db, provider_id=provider_id)
+        found = service.delete_credentials(
+            db=caller.db, owner=caller.owner, provider_id=provider.id, session=caller.session
+        )
+    if not found:
+        raise CredentialsNotFound(caller.owner, provider.name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,149 @@
+"""`pcm-ops user …` and `pcm-ops token …`: local users and API tokens, on the database directly."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.core.config import from_environ
+from backend.db.session import engine_for, session_factory
+from backend.flags import ConfigurationError
+from backend.security import tokens, users
+from backend.security.errors import SecurityError
+
+user_app = typer.Typer(help="Local users: create, change password, disable.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+RoleOpt = Annotated[str, typer.Option("--role", help="viewer, operator or admin")]
+StdinOpt = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+]
+# Exit codes as elsewhere in pcm-ops: 2 bad input, 3 not found.
+_EXIT = {"UserNotFound": 3, "TokenNotFound": 3}
+
+
+def _sessions() -> sessionmaker[Session]:
+    try:
+        settings = from_environ()
+    except ConfigurationError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    return session_factory(engine_for(settings))
+
+
+def _fail(exc: SecurityError) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc}", markup=True)
+    return typer.Exit(_EXIT.get(type(exc).__name__, 2))
+
+
+def _password(from_stdin: bool, *, confirm: bool = True) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=confirm)
+    return value
+
+
+@user_app.command("create")
+def user_create(username: str, role: RoleOpt = "viewer", password_stdin: StdinOpt = False) -> None:
+    """Add a user (the password is prompted for, or read with --password-stdin)."""
+    password = _password(password_stdin)
+    try:
+        with _sessions().begin() as s:
+            users.create_user(s, username=username, password=password, role=role)
+    except SecurityError as exc:
+        raise _fail(exc) from None
+    console.print(f"Created user {username!r} with role {role}.")
+
+
+@user_app.command("passwd")
+def user_passwd(username: str, password_stdin: StdinOpt = False) -> None:
+    """Set a user's password; their sessions end."""
+    password = _password(password_stdin)
+    try:
+        with _sessions().begin() as s:
+            users.set_password(s, username=username, password=password)
+    except SecurityError as exc:
+        raise _fail(exc) from None
+    console.print(f"Password of {username!r} changed; their sessions have ended.")
+
+
+@user_app.command("disable")
+def user_disable(username: str) -> None:
+    """Disable a user; their sessions end at once."""
+    try:
+        with _sessions().begin() as s:
+            users.set_disabled(s, username=username, disabled=True)
+    except SecurityError as exc:
+        raise _fail(exc) from None
+    console.print(f"User {username!r} disabled; their sessions have ended.")
+
+
+@user_app.command("enable")
+def user_enable(username: str) -> None:
+    """Re-enable a disabled user."""
+    try:
+        with _sessions().begin() as s:
+            users.set_disabled(s, username=username, disabled=False)
+    except SecurityError as exc:
+        raise _fail(exc) from None
+    console.print(f"User {username!r} enabled.")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """Every user, role and state."""
+    table = Table("username", "role", "state", "last sign-in")
+    with _sessions()() as s:
+        for u in users.list_users(s):
+            last = u.last_login_at.isoformat(timespec="seconds") if u.last_login_at else ""
+            table.add_row(u.username, u.role, "disabled" if u.disabled else "active", last)
+    console.print(table)
+
+
+@token_app.command("create")
+def token_create(name: str, role: RoleOpt = "viewer") -> None:
+    """Create a token; its secret is printed once, alone on stdout."""
+    try:
+        checked = users.check_role(role)
+        with _sessions().begin() as s:
+            row, plaintext = tokens.create_token(s, name=name, role=checked)
+            token_id = row.id
+    except SecurityError as exc:
+        raise _fail(exc) from None
+    err.print(f"Created token {token_id} {name!r} ({role}); it is shown only now:")
+    sys.stdout.write(plaintext + "\n")
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Every token (never the secrets)."""
+    table = Table("id", "name", "prefix", "role", "last used", "revoked")
+    with _sessions()() as s:
+        for t in tokens.list_tokens(s):
+            table.add_row(
+                str(t.id),
+                t.name,
+                t.prefix + "…",
+                t.role,
+                t.last_used_at.isoformat(timespec="seconds") if t.last_used_at else "never",
+                t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "",
+            )
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int) -> None:
+    """Revoke a token by id (see `pcm-ops token list`)."""
+    try:
+        with _sessions().begin() as s:
+            tokens.revoke_token(s, token_id=token_id)
+    except SecurityError as exc:
+        raise _fail(exc) from None
+    console.print(f"Token {token_id} revoked.")

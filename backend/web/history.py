@@ -1,0 +1,207 @@
+"""/history: audit events and rollback records, filtered and exported as CSV; /records/{id}:
+one record with the runbook's log entry and communication message filled in."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from backend.api.deps import RuntimeDep, SessionsDep
+from backend.api.health import database_health
+from backend.api.rollback_records import record_out
+from backend.flags.models import AuditEvent, RollbackRecord
+from backend.flags.reports import communication, log_entry
+from backend.metrics.recorder import timeline
+from backend.web.access import PageViewer
+from backend.web.templating import page
+
+router = APIRouter(include_in_schema=False)
+PAGE_SIZE = 100
+
+
+def _moment(raw: str | None, field: str) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise HTTPException(
+            422, f"{field}: {raw!r} is not a date or time (use YYYY-MM-DD or YYYY-MM-DDTHH:MM)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class Filters:
+    def __init__(
+        self,
+        flag: Annotated[str | None, Query(max_length=100)] = None,
+        actor: Annotated[str | None, Query(max_length=200)] = None,
+        method: Annotated[str | None, Query(max_length=20)] = None,
+        since: Annotated[str | None, Query(max_length=40)] = None,
+        until: Annotated[str | None, Query(max_length=40)] = None,
+    ) -> None:
+        self.flag, self.actor, self.method = flag or None, actor or None, method or None
+        self.since_raw, self.until_raw = since or "", until or ""
+        self.since = _moment(since, "since")
+        self.until = _moment(until, "until")
+
+    def events(self) -> Select[tuple[AuditEvent]]:
+        q = select(AuditEvent)
+        if self.flag:
+            q = q.where(AuditEvent.flag_name == self.flag)
+        if self.actor:
+            q = q.where(AuditEvent.actor == self.actor)
+        if self.method:
+            q = q.where(AuditEvent.method == self.method)
+        if self.since:
+            q = q.where(AuditEvent.at >= self.since)
+        if self.until:
+            q = q.where(AuditEvent.at <= self.until)
+        return q.order_by(AuditEvent.id.desc())
+
+    def records(self) -> Select[tuple[RollbackRecord]]:
+        q = select(RollbackRecord)
+        if self.flag:
+            q = q.where(RollbackRecord.feature.in_([self.flag, "ALL"]))
+        if self.actor:
+            q = q.where(RollbackRecord.actor == self.actor)
+        if self.method:
+            q = q.where(RollbackRecord.method == self.method)
+        if self.since:
+            q = q.where(RollbackRecord.started_at >= self.since)
+        if self.until:
+            q = q.where(RollbackRecord.started_at <= self.until)
+        return q.order_by(RollbackRecord.id.desc())
+
+
+def _choices(s: Session) -> dict[str, list[str]]:
+    return {
+        "actors": sorted(set(s.scalars(select(AuditEvent.actor).distinct()))),
+        "methods": sorted(set(s.scalars(select(AuditEvent.method).distinct()))),
+        "flags": sorted(set(s.scalars(select(AuditEvent.flag_name).distinct()))),
+    }
+
+
+@router.get("/history", response_class=HTMLResponse)
+def history_page(
+    request: Request,
+    _: PageViewer,
+    sessions: SessionsDep,
+    filters: Annotated[Filters, Depends()],
+) -> HTMLResponse:
+    with sessions() as s:
+        events = list(s.scalars(filters.events().limit(PAGE_SIZE)))
+        records = list(s.scalars(filters.records().limit(PAGE_SIZE)))
+        choices = _choices(s)
+    query = request.url.query
+    return page(
+        request,
+        "history.html",
+        events=events,
+        records=records,
+        f=filters,
+        choices=choices,
+        csv_url=f"/history.csv{'?' + query if query else ''}",
+    )
+
+
+@router.get("/history.csv")
+def history_csv(
+    _: PageViewer,
+    sessions: SessionsDep,
+    filters: Annotated[Filters, Depends()],
+) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "id",
+            "at",
+            "flag",
+            "from",
+            "to",
+            "actor",
+            "method",
+            "reason",
+            "version",
+            "rollback_record_id",
+            "hash",
+        ]
+    )
+    with sessions() as s:
+        for e in s.scalars(filters.events()):
+            writer.writerow(
+                [
+                    e.id,
+                    e.at.isoformat(),
+                    e.flag_name,
+                    e.old_value,
+                    e.new_value,
+                    e.actor,
+                    e.method,
+                    e.reason,
+                    e.version,
+                    e.rollback_record_id or "",
+                    e.hash,
+                ]
+            )
+    stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="pcm_ops_flag_history_{stamp}.csv"'},
+    )
+
+
+def affected_estimate(s: Session, at: datetime) -> str:
+    """What the console itself measured in the 10 minutes before the rollback."""
+    points = [p for p in timeline(s, since=at - timedelta(minutes=10)) if p.minute <= at]
+    requests = sum(p.requests for p in points)
+    errors = sum(p.errors for p in points)
+    return (
+        f"{requests} requests served in the 10 minutes before the rollback, "
+        f"{errors} of them failed with a server error"
+    )
+
+
+@router.get("/records/{record_id}", response_class=HTMLResponse)
+def record_page(
+    request: Request, record_id: int, _: PageViewer, sessions: SessionsDep, runtime: RuntimeDep
+) -> HTMLResponse:
+    with sessions() as s:
+        row = s.get(RollbackRecord, record_id)
+        if row is None:
+            raise HTTPException(404, f"no rollback record {record_id}")
+        record: dict[str, Any] = record_out(row)
+        affected = affected_estimate(s, row.started_at)
+        events = list(
+            s.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.rollback_record_id == record_id)
+                .order_by(AuditEvent.id)
+            )
+        )
+    db = database_health(sessions)
+    flags = runtime.health()
+    status = (
+        f"application {'healthy' if db['ok'] and flags['status'] == 'healthy' else 'UNHEALTHY'}"
+        f", database {'reachable' if db['ok'] else 'UNREACHABLE'}, flags version "
+        f"{flags['version']}{', rollback mode ON' if runtime.rollback_mode else ''}"
+    )
+    restart = sorted({str(c["flag"]) for c in record["changes"]} & set(flags["pending_restart"]))
+    message = communication(record, status=status, affected=affected, restart_needed=restart)
+    return page(
+        request,
+        "record.html",
+        record=record,
+        events=events,
+        log_entry=log_entry(record),
+        message=message,
+    )

@@ -1,0 +1,38 @@
+"""Jinja2 environment of the web console (autoescaped) and the page response helper."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
+# Every user-supplied text is escaped; nobody may turn this off by accident.
+TEMPLATES.env.autoescape = True
+
+
+def _when(value: str | datetime | None) -> str:
+    if value is None:
+        return ""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _onoff(value: bool | None) -> str:
+    return "—" if value is None else ("on" if value else "off")
+
+
+TEMPLATES.env.filters["when"] = _when
+TEMPLATES.env.filters["onoff"] = _onoff
+
+
+def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """Render a page; pages show live state, so no cache keeps them."""
+    context.setdefault("who", getattr(request.state, "principal", None))
+    response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,75 @@
+"""`pcm-ops logs`: the runbook's greps on a log file with known times."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+
+from backend.cli.logs import parse_since
+from tests.cli.conftest import Cli
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S,") + f"{moment.microsecond // 1000:03d}"
+
+
+@pytest.fixture
+def logged(cli: Cli) -> Cli:
+    now = datetime.now()
+    old, recent = now - timedelta(hours=2), now - timedelta(minutes=1)
+    lines = [
+        f"{stamp(old)} ERROR [pid 1] pcm_ops_tools: old failure",
+        f"{stamp(old)} INFO [pid 1] pcm_ops_tools.flags: Feature flag a changed: on -> off",
+        *(f"{stamp(recent)} INFO [pid 2] pcm_ops_tools: request {n}" for n in range(30)),
+        f"{stamp(recent)} WARNING [pid 2] pcm_ops_tools.flags: Feature flag b changed: on -> off",
+        f"{stamp(recent)} ERROR [pid 2] pcm_ops_tools: request failed",
+        "Traceback (most recent call last):",
+        "ValueError: boom exception",
+    ]
+    cli.log_file.parent.mkdir(parents=True)
+    cli.log_file.write_text("\n".join(lines) + "\n")
+    return cli
+
+
+def test_tail_flags_and_errors(logged: Cli) -> None:
+    tail = json.loads(logged("logs", "--json").stdout)["lines"]
+    assert len(tail) == 20 and tail[-1] == "ValueError: boom exception"
+    flags = json.loads(logged("logs", "--flags", "--json").stdout)["lines"]
+    assert [line.split(": ", 1)[1] for line in flags] == [
+        "Feature flag a changed: on -> off",
+        "Feature flag b changed: on -> off",
+    ]
+    errors = json.loads(logged("logs", "--errors", "--json").stdout)["lines"]
+    assert len(errors) == 3 and "old failure" in errors[0]
+    recent = json.loads(logged("logs", "--errors", "--since", "30m", "--json").stdout)["lines"]
+    assert len(recent) == 2 and "request failed" in recent[0]
+    assert "boom" in recent[1]  # a traceback line takes its entry's time
+    human = logged("logs", "--flags", "-n", "1")
+    assert human.exit_code == 0 and "Feature flag b" in human.output
+
+
+def test_bad_input(cli: Cli) -> None:
+    assert cli("logs", "--since", "yesterday-ish").exit_code == 2
+
+
+def test_logger_names_are_not_errors(cli: Cli) -> None:
+    now = stamp(datetime.now())
+    cli.log_file.parent.mkdir(parents=True)
+    cli.log_file.write_text(
+        f"{now} INFO [pid 3] uvicorn.error: Application startup complete.\n"
+        f"{now} INFO [pid 3] pcm_ops_tools: login failed for admin\n"
+    )
+    errors = json.loads(cli("logs", "--errors", "--json").stdout)["lines"]
+    assert len(errors) == 1 and "login failed" in errors[0]
+
+
+def test_parse_since() -> None:
+    now = datetime(2025, 8, 24, 13, 5).astimezone()
+    assert parse_since("10m", now) == now - timedelta(minutes=10)
+    assert parse_since("2h", now) == now - timedelta(hours=2)
+    assert parse_since("12:30", now) == now.replace(hour=12, minute=30)
+    assert parse_since("2025-08-24T09:00", now).hour == 9
+    with pytest.raises(ValueError):
+        parse_since("soon", now)
