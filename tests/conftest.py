@@ -14,18 +14,40 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import AliasChoices
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.core import log as core_log
 from backend.core.config import Settings, get_settings
 from backend.db.init_db import InitReport, init_db
 from backend.db.session import engine_for, session_factory
 from backend.flags import FlagRuntime, snapshot
 from backend.main import create_app
 
-# Variables Settings or flag_env would pick up from the outer environment.
-_LEAKY_EXACT = {"DATABASE_URL", "HOST", "PORT", "WORKERS"}
-_LEAKY_PREFIXES = ("PCM_", "FEATURE_FLAG_")
+
+def _settings_env_names() -> frozenset[str]:
+    """Every environment name Settings reads: PCM_<field> and the fields' aliases."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    names = set()
+    for name, field in Settings.model_fields.items():
+        names.add(f"{prefix}{name}".upper())
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+        names.update(c.upper() for c in choices if isinstance(c, str))
+    return frozenset(names)
+
+
+# What would leak from the developer's shell into Settings or flag_env. Other variables stay,
+# such as the test knobs PCM_TEST_POSTGRES and PCM_REQUIRE_POSTGRES.
+_LEAKY = _settings_env_names()
+_FLAG_PREFIX = "FEATURE_FLAG_"
+
+
+def _clear_leaky_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.upper() in _LEAKY or key.upper().startswith(_FLAG_PREFIX):
+            monkeypatch.delenv(key)
 
 
 @pytest.fixture(autouse=True)
@@ -45,13 +67,13 @@ def _drop_log_handlers() -> None:
     for name in ("pcm_ops_tools", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):
-            if getattr(handler, "_pcm_ops_handler", None) is not None:
+            if getattr(handler, core_log._MARK, None) is not None:
                 logger.removeHandler(handler)
                 handler.close()
 
 
 @pytest.fixture
-def make_settings(tmp_path: Any) -> Callable[..., Settings]:
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     """Settings on this test's temp dirs; keyword arguments override fields."""
 
     def build(**fields: Any) -> Settings:
@@ -65,12 +87,6 @@ def make_settings(tmp_path: Any) -> Callable[..., Settings]:
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
-
-
-def _clear_leaky_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key in _LEAKY_EXACT or key.startswith(_LEAKY_PREFIXES):
-            monkeypatch.delenv(key)
 
 
 @pytest.fixture(scope="session")

@@ -19,20 +19,18 @@ from backend.aws.schemas import CredentialsIn
 from backend.aws.secrets import AwsSecret
 from backend.aws.sweeper import FLAG, CredentialSweeper
 from backend.core.config import Settings
+from backend.flags import current
 from backend.security.credentials_crypto import KeyRingSource
 from backend.security.flag import enabled
 from backend.security.sessions import SessionStore
 
 
-def keys_for(settings: Settings) -> KeyRingSource:
-    env = settings.credential_keys.get_secret_value() if settings.credential_keys else None
-    return KeyRingSource(path=settings.credential_keys_file, env_value=env)
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    app.state.aws_keys = keys_for(app.state.settings)
-    sweeper = CredentialSweeper(app.state.sessions, app.state.aws_keys, enabled)
+    app.state.aws_keys = service.key_ring_source(app.state.settings)
+    sweeper = CredentialSweeper(
+        app.state.sessions, app.state.aws_keys, enabled, lambda: current().version
+    )
     sweeper.start()
     try:
         yield
@@ -73,7 +71,7 @@ class AwsCaller:
 def get_keys(request: Request) -> KeyRingSource:
     keys: KeyRingSource | None = getattr(request.app.state, "aws_keys", None)
     if keys is None:  # the app was served without its lifespan
-        keys = request.app.state.aws_keys = keys_for(request.app.state.settings)
+        keys = request.app.state.aws_keys = service.key_ring_source(request.app.state.settings)
     return keys
 
 

@@ -9,28 +9,14 @@ from sqlalchemy import func, select
 
 from backend.api.deps import MAX_DB_INT, DbDep, Offset, Viewer
 from backend.flags.models import RollbackRecord
+from backend.flags.reports import log_entry, record_as_dict
 
 router = APIRouter(prefix="/api/rollback-records", tags=["rollback records"])
 
 
 def record_out(r: RollbackRecord) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "timestamp": r.started_at.isoformat(),
-        "feature": r.feature,
-        "trigger": r.trigger,
-        "method": r.method,
-        "actor": r.actor,
-        "duration_ms": r.duration_ms,
-        "verification": r.verification,
-        "changes": r.changes,
-        "version": r.version,
-        "log_entry": (
-            f"[{r.started_at.isoformat()}] ROLLBACK INITIATED\n"
-            f"Feature: {r.feature}\nTrigger: {r.trigger}\nMethod: {r.method}\n"
-            f"Duration: {r.duration_ms:.1f} ms\nVerification: {r.verification}"
-        ),
-    }
+    record = record_as_dict(r)
+    return {**record, "log_entry": log_entry(record)}
 
 
 @router.get("")

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from backend.aws.errors import CredentialsNeedSession, CredentialsNotFound, CredentialsUnreadable
 from backend.aws.models import AwsCredential, Provider
 from backend.aws.secrets import AwsSecret
+from backend.core.config import Settings
 from backend.db.base import utcnow
 from backend.security.credentials_crypto import (
     CredentialKeyRing,
@@ -63,6 +64,12 @@ class CredentialInfo:
             "key_id": self.key_id,
             "updated_at": self.updated_at,
         }
+
+
+def key_ring_source(settings: Settings) -> KeyRingSource:
+    """The key ring of these settings: PCM_CREDENTIAL_KEYS, else the 0600 file in data_dir."""
+    env = settings.credential_keys.get_secret_value() if settings.credential_keys else None
+    return KeyRingSource(path=settings.credential_keys_file, env_value=env)
 
 
 def aad(owner: str, credential_id: str, field: str) -> bytes:

@@ -1,7 +1,8 @@
 """When `secure_credential_storage` comes on, move every session's credentials into sealed rows.
 
-A background thread per process watches the flag (a dict lookup) and sweeps on each off → on
-transition and at start-up when it is on, so no plaintext secret stays in web_sessions.
+A background thread per process watches the flag snapshot (dict lookups) and, while the flag is
+on, sweeps at start-up and after every new flag version, so an off → on switch is caught even
+when it happens between two ticks, and no plaintext secret stays in web_sessions.
 """
 
 from __future__ import annotations
@@ -34,27 +35,27 @@ class CredentialSweeper:
         sessions: sessionmaker[Session],
         keys: KeyRingSource,
         flag: Callable[[str], bool],
-        interval: float = 0.5,
+        version: Callable[[], int],
+        interval: float = 0.25,
     ) -> None:
         self.sessions = sessions
         self.keys = keys
         self.flag = flag
+        self.version = version
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._was_on = False
-        self._pending = True  # sweep once at start-up if the flag is on
+        self._swept_version: int | None = None
 
     def tick(self) -> None:
-        on = self.flag(FLAG)
-        if on and (self._pending or not self._was_on):
-            try:
-                sweep_sessions(self.sessions, self.keys)
-                self._pending = False
-            except Exception:
-                self._pending = True  # try again on the next tick
-                log.exception("sweeping AWS credentials out of sessions failed")
-        self._was_on = on
+        version = self.version()
+        if not self.flag(FLAG) or version == self._swept_version:
+            return
+        try:
+            sweep_sessions(self.sessions, self.keys)
+            self._swept_version = version
+        except Exception:  # tried again on the next tick
+            log.exception("sweeping AWS credentials out of sessions failed")
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

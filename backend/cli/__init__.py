@@ -14,6 +14,7 @@ from rich.table import Table
 
 from backend.cli import db as db_cmd
 from backend.cli import server as server_cmd
+from backend.cli.aws import aws_app
 from backend.cli.client import Api, ApiError, ServerDown, cli_actor, local_runtime
 from backend.cli.gitops import rollback_git
 from backend.cli.logs import logs as logs_cmd
@@ -40,6 +41,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(db_cmd.db_app, name="db")
 app.add_typer(records_app, name="records")
+app.add_typer(aws_app, name="aws")
 rollback_app.command("db")(db_cmd.rollback_db)
 app.command("verify")(verify_cmd)
 app.command("logs")(logs_cmd)

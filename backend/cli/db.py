@@ -238,22 +238,28 @@ def restore(
         with progress_bar(s, "backing up the current database") as progress:
             report = backup.restore_backup(s, path, progress=progress)
     except BackupError as exc:
+        if pid is not None and not no_start:  # nothing was swapped: bring the server back
+            _start_again(s, quiet=True)
         backup_exit(exc)
-    record_id = add_record(
-        s,
-        feature="database",
-        trigger=reason or f"restore {path.name}",
-        method=method,
-        duration_ms=(time.perf_counter() - started) * 1000,
-        verification="success" if report.integrity.startswith("ok") else "failed",
-        changes=[
-            {
-                "restored_from": path.name,
-                "pre_restore_backup": report.pre_restore.file if report.pre_restore else None,
-                "preserved": [str(p) for p in report.preserved],
-            }
-        ],
-    )
+    try:
+        record_id: int | None = add_record(
+            s,
+            feature="database",
+            trigger=reason or f"restore {path.name}",
+            method=method,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            verification="success" if report.integrity.startswith("ok") else "failed",
+            changes=[
+                {
+                    "restored_from": path.name,
+                    "pre_restore_backup": report.pre_restore.file if report.pre_restore else None,
+                    "preserved": [str(p) for p in report.preserved],
+                }
+            ],
+        )
+    except Exception as exc:  # the database is back; the record is secondary
+        err.print(f"[yellow]could not store the rollback record: {exc}[/yellow]")
+        record_id = None
     restarted: int | None = None
     if pid is not None and not no_start:
         restarted = _start_again(s, quiet=as_json)

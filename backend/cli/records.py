@@ -23,25 +23,11 @@ from backend.cli.console import (
 )
 from backend.core.config import Settings
 from backend.db.session import engine_for, session_factory
+from backend.flags import reports
 from backend.flags.models import FlagStoreRow, RollbackRecord
+from backend.flags.reports import duration_text, log_entry, record_as_dict
 
 records_app = typer.Typer(help="Rollback records and the runbook's messages.", no_args_is_help=True)
-
-
-def record_dict(r: RollbackRecord) -> dict[str, Any]:
-    """A record in the shape GET /api/rollback-records/{id} returns."""
-    return {
-        "id": r.id,
-        "timestamp": r.started_at.isoformat(),
-        "feature": r.feature,
-        "trigger": r.trigger,
-        "method": r.method,
-        "actor": r.actor,
-        "duration_ms": r.duration_ms,
-        "verification": r.verification,
-        "changes": r.changes,
-        "version": r.version,
-    }
 
 
 def add_record(
@@ -77,49 +63,6 @@ def add_record(
         engine.dispose()
 
 
-def duration_text(ms: float) -> str:
-    if ms < 1000:
-        return f"{ms:.1f} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f} s"
-    return f"{ms / 60_000:.1f} minutes"
-
-
-def log_entry(r: dict[str, Any]) -> str:
-    """The runbook's "Rollback Log Entry Template"."""
-    return (
-        f"[{r['timestamp']}] ROLLBACK INITIATED\n"
-        f"Feature: {r['feature']}\n"
-        f"Trigger: {r['trigger'] or '(no reason given)'}\n"
-        f"Method: {r['method']}\n"
-        f"Duration: {duration_text(r['duration_ms'])}\n"
-        f"Verification: {r['verification']}"
-    )
-
-
-def action_text(r: dict[str, Any]) -> str:
-    changes: list[dict[str, Any]] = r["changes"] or []
-    flags = [c["flag"] for c in changes if "flag" in c]
-    method = r["method"]
-    if method == "emergency":
-        changed = f"{len(flags)} changed: {', '.join(flags)}" if flags else "none had to change"
-        return f"Emergency rollback: every feature flag set to its rollback value ({changed})"
-    if method == "database" and changes:
-        c = changes[0]
-        return (
-            f"Database restored from {c.get('restored_from')} "
-            f"(current database first saved as {c.get('pre_restore_backup') or 'nothing'})"
-        )
-    if method == "git" and changes:
-        c = changes[0]
-        stash = f"; uncommitted work stashed ({c['stash']})" if c.get("stash") else ""
-        target = f"{c.get('ref')} ({c.get('to')})"
-        return f"Code rolled back with git from {c.get('from')} to {target}{stash}"
-    if flags:
-        return f"Feature flag(s) set to their rollback value: {', '.join(flags)}"
-    return f"Rollback of {r['feature']} via {method} (nothing had to change)"
-
-
 def status_text(settings: Settings, r: dict[str, Any]) -> str:
     try:
         health = Api(settings, timeout=3).request("GET", "/api/health").json()
@@ -132,17 +75,9 @@ def status_text(settings: Settings, r: dict[str, Any]) -> str:
 def communication(
     settings: Settings, r: dict[str, Any], *, impact: str, next_steps: str, users: str
 ) -> str:
-    """The runbook's "Internal Communication" message for one record."""
-    return (
-        f"SUBJECT: [URGENT] PCM-Ops Tools Rollback - {r['feature']}\n\n"
-        f"ISSUE: {r['trigger'] or '[Brief description of the problem]'}\n"
-        f"IMPACT: {impact}\n"
-        f"ACTION: {action_text(r)}\n"
-        f"STATUS: {status_text(settings, r)}\n"
-        f"NEXT STEPS: {next_steps}\n\n"
-        f"Time: {r['timestamp']}\n"
-        f"Duration: {duration_text(r['duration_ms'])}\n"
-        f"Affected Users: {users}"
+    """The runbook's Internal Communication message, with the server's state now."""
+    return reports.communication(
+        r, status=status_text(settings, r), impact=impact, next_steps=next_steps, users=users
     )
 
 
@@ -152,10 +87,10 @@ def _from_db(settings: Settings, record_id: int | None, limit: int) -> dict[str,
         with session_factory(engine)() as s:
             if record_id is not None:
                 row = s.get(RollbackRecord, record_id)
-                return {"items": [record_dict(row)] if row else []}
+                return {"items": [record_as_dict(row)] if row else []}
             total = s.scalar(select(func.count()).select_from(RollbackRecord)) or 0
             rows = s.scalars(select(RollbackRecord).order_by(RollbackRecord.id.desc()).limit(limit))
-            return {"total": total, "items": [record_dict(r) for r in rows]}
+            return {"total": total, "items": [record_as_dict(r) for r in rows]}
     except Exception as exc:  # the database may be the thing that broke
         fail(f"cannot read rollback records: {exc}".splitlines()[0], UNREACHABLE)
     finally:

@@ -1,10 +1,28 @@
 """Rollback records in the runbook's words: the "Rollback Log Entry" and the "Internal
-Communication" message, rendered from a record (shared by the CLI and the web console)."""
+Communication" message, rendered from a record (shared by the API, the CLI and the console)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
+
+from backend.flags.models import RollbackRecord
+
+
+def record_as_dict(r: RollbackRecord) -> dict[str, Any]:
+    """A record in the shape GET /api/rollback-records/{id} returns."""
+    return {
+        "id": r.id,
+        "timestamp": r.started_at.isoformat(),
+        "feature": r.feature,
+        "trigger": r.trigger,
+        "method": r.method,
+        "actor": r.actor,
+        "duration_ms": r.duration_ms,
+        "verification": r.verification,
+        "changes": r.changes,
+        "version": r.version,
+    }
 
 
 def duration_text(ms: float) -> str:
@@ -15,51 +33,55 @@ def duration_text(ms: float) -> str:
     return f"{ms / 60_000:.1f} minutes"
 
 
-def changes_text(changes: Sequence[Mapping[str, Any]]) -> str:
-    if not changes:
-        return "no flag changed (every flag already had its rollback value)"
-    return ", ".join(
-        f"{c['flag']} {'on' if c['from'] else 'off'} -> {'on' if c['to'] else 'off'}"
-        for c in changes
-    )
-
-
-def log_entry(record: Mapping[str, Any]) -> str:
+def log_entry(r: Mapping[str, Any]) -> str:
     """The runbook's "Rollback Log Entry Template", filled in."""
     return (
-        f"[{record['timestamp']}] ROLLBACK INITIATED\n"
-        f"Feature: {record['feature']}\n"
-        f"Trigger: {record['trigger'] or 'not given'}\n"
-        f"Method: {record['method']}\n"
-        f"Duration: {duration_text(float(record['duration_ms']))}\n"
-        f"Verification: {record['verification']}"
+        f"[{r['timestamp']}] ROLLBACK INITIATED\n"
+        f"Feature: {r['feature']}\n"
+        f"Trigger: {r['trigger'] or '(no reason given)'}\n"
+        f"Method: {r['method']}\n"
+        f"Duration: {duration_text(float(r['duration_ms']))}\n"
+        f"Verification: {r['verification']}"
     )
+
+
+def action_text(r: Mapping[str, Any]) -> str:
+    """What the rollback did, in one sentence, for flags, database restores and git."""
+    changes: list[dict[str, Any]] = list(r["changes"] or [])
+    flags = [c["flag"] for c in changes if "flag" in c]
+    method = r["method"]
+    if method == "emergency":
+        changed = f"{len(flags)} changed: {', '.join(flags)}" if flags else "none had to change"
+        return f"Emergency rollback: every feature flag set to its rollback value ({changed})"
+    if method == "database" and changes:
+        c = changes[0]
+        return (
+            f"Database restored from {c.get('restored_from')} "
+            f"(current database first saved as {c.get('pre_restore_backup') or 'nothing'})"
+        )
+    if method == "git" and changes:
+        c = changes[0]
+        stash = f"; uncommitted work stashed ({c['stash']})" if c.get("stash") else ""
+        target = f"{c.get('ref')} ({c.get('to')})"
+        return f"Code rolled back with git from {c.get('from')} to {target}{stash}"
+    if flags:
+        return f"Feature flag(s) set to their rollback value: {', '.join(flags)}"
+    return f"Rollback of {r['feature']} via {method} (nothing had to change)"
 
 
 def communication(
-    record: Mapping[str, Any],
-    *,
-    status: str,
-    affected: str,
-    restart_needed: Sequence[str] = (),
+    r: Mapping[str, Any], *, status: str, impact: str, next_steps: str, users: str
 ) -> str:
-    """The runbook's "Internal Communication" message, filled in from a record.
-
-    `status` is the system's state now (from a health check) and `affected` an estimate the
-    caller can measure (e.g. active sessions, requests in the window)."""
-    changes = record.get("changes") or []
-    next_steps = ["root cause analysis of " + str(record["feature"])]
-    if restart_needed:
-        next_steps.insert(0, "restart to apply " + ", ".join(restart_needed))
-    next_steps.append("fix, test in staging, re-enable behind the flag")
+    """The runbook's "Internal Communication" message for one record; `status` is the
+    system's state now, as the caller measured it."""
     return (
-        f"SUBJECT: [URGENT] PCM-Ops Tools Rollback - {record['feature']}\n\n"
-        f"ISSUE: {record['trigger'] or 'not given'}\n"
-        f"IMPACT: behaviour behind {len(changes)} flag(s) switched to rollback values\n"
-        f"ACTION: {record['method']} rollback by {record['actor']}: {changes_text(changes)}\n"
-        f"STATUS: {status}; rollback verification {record['verification']}\n"
-        f"NEXT STEPS: {'; '.join(next_steps)}\n\n"
-        f"Time: {record['timestamp']}\n"
-        f"Duration: {duration_text(float(record['duration_ms']))}\n"
-        f"Affected Users: {affected}"
+        f"SUBJECT: [URGENT] PCM-Ops Tools Rollback - {r['feature']}\n\n"
+        f"ISSUE: {r['trigger'] or '[Brief description of the problem]'}\n"
+        f"IMPACT: {impact}\n"
+        f"ACTION: {action_text(r)}\n"
+        f"STATUS: {status}\n"
+        f"NEXT STEPS: {next_steps}\n\n"
+        f"Time: {r['timestamp']}\n"
+        f"Duration: {duration_text(float(r['duration_ms']))}\n"
+        f"Affected Users: {users}"
     )

@@ -52,7 +52,7 @@ class Filters:
         self.since = _moment(since, "since")
         self.until = _moment(until, "until")
 
-    def events(self) -> Select[tuple[AuditEvent]]:
+    def events(self) -> Select[AuditEvent]:
         q = select(AuditEvent)
         if self.flag:
             q = q.where(AuditEvent.flag_name == self.flag)
@@ -66,7 +66,7 @@ class Filters:
             q = q.where(AuditEvent.at <= self.until)
         return q.order_by(AuditEvent.id.desc())
 
-    def records(self) -> Select[tuple[RollbackRecord]]:
+    def records(self) -> Select[RollbackRecord]:
         q = select(RollbackRecord)
         if self.flag:
             q = q.where(RollbackRecord.feature.in_([self.flag, "ALL"]))
@@ -195,8 +195,14 @@ def record_page(
         f", database {'reachable' if db['ok'] else 'UNREACHABLE'}, flags version "
         f"{flags['version']}{', rollback mode ON' if runtime.rollback_mode else ''}"
     )
-    restart = sorted({str(c["flag"]) for c in record["changes"]} & set(flags["pending_restart"]))
-    message = communication(record, status=status, affected=affected, restart_needed=restart)
+    restart = sorted(
+        {str(c.get("flag")) for c in record["changes"]} & set(flags["pending_restart"])
+    )
+    steps = "root cause analysis; fix, test in staging, then re-enable behind the flag"
+    if restart:
+        steps = f"restart to apply {', '.join(restart)} (./stop.sh && ./start.sh); {steps}"
+    impact = f"behaviour behind {len(record['changes'])} change(s) switched back"
+    message = communication(record, status=status, impact=impact, next_steps=steps, users=affected)
     return page(
         request,
         "record.html",

@@ -19,7 +19,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("providers", schema=None) as batch_op:
         batch_op.add_column(sa.Column("regions", sa.JSON(), nullable=False, server_default="[]"))
-    op.execute("UPDATE providers SET regions = '[\"' || default_region || '\"]'")
+    region_list = "'[\"' || default_region || '\"]'"
+    if op.get_bind().dialect.name == "postgresql":
+        region_list = f"CAST({region_list} AS json)"  # PostgreSQL does not coerce text to json
+    op.execute(f"UPDATE providers SET regions = {region_list}")
 
     op.create_table(
         "aws_credentials",

@@ -66,8 +66,11 @@ def test_stored_credentials_are_sealed_and_never_echoed(
     assert emulator.admin.secret_access_key not in listing.text
 
     dump = database_dump(sessions)
-    for secret in (emulator.admin.secret_access_key, emulator.admin.access_key_id,
-                   "FwoGZXIvYXdzEXAMPLETOKEN0123456789"):
+    for secret in (
+        emulator.admin.secret_access_key,
+        emulator.admin.access_key_id,
+        "FwoGZXIvYXdzEXAMPLETOKEN0123456789",
+    ):
         assert secret not in dump
     with sessions() as s:
         row = s.scalars(select(AwsCredential)).one()
@@ -192,11 +195,17 @@ def test_credentials_are_the_callers_own_and_delete_really_deletes(
     data = app_client.get("/api/auth/aws-check-credentials", headers=other_headers).json()
     assert data["configured"] is False
     pid = with_credentials["id"]
-    assert app_client.delete(f"/api/aws/credentials/{pid}", headers=other_headers).status_code == 404
-    assert app_client.delete(f"/api/aws/credentials/{pid}", headers=admin_headers).status_code == 204
+    assert (
+        app_client.delete(f"/api/aws/credentials/{pid}", headers=other_headers).status_code == 404
+    )
+    assert (
+        app_client.delete(f"/api/aws/credentials/{pid}", headers=admin_headers).status_code == 204
+    )
     with sessions() as s:
         assert s.scalars(select(AwsCredential)).all() == []
-    assert app_client.delete(f"/api/aws/credentials/{pid}", headers=admin_headers).status_code == 404
+    assert (
+        app_client.delete(f"/api/aws/credentials/{pid}", headers=admin_headers).status_code == 404
+    )
 
 
 def test_bad_credential_input_names_the_field(
@@ -213,7 +222,10 @@ def test_bad_credential_input_names_the_field(
         assert r.status_code == 422
         assert field in r.text
         assert "s" * 40 not in r.text
-    assert app_client.put("/api/aws/credentials/77", json=good, headers=admin_headers).status_code == 404
+    assert (
+        app_client.put("/api/aws/credentials/77", json=good, headers=admin_headers).status_code
+        == 404
+    )
 
 
 def test_role_to_assume(
@@ -222,10 +234,21 @@ def test_role_to_assume(
     provider: dict[str, Any],
     emulator: Emulator,
 ) -> None:
-    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/pcm-admin"},
-        "Action": "sts:AssumeRole"}]})
-    role = emulator.client("iam").create_role(RoleName="ops-readonly", AssumeRolePolicyDocument=trust)
+    trust = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/pcm-admin"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+    role = emulator.client("iam").create_role(
+        RoleName="ops-readonly", AssumeRolePolicyDocument=trust
+    )
     app_client.put(
         f"/api/aws/credentials/{provider['id']}",
         json={**emulator.admin.body(), "role_arn": role["Role"]["Arn"]},
@@ -238,9 +261,7 @@ def test_role_to_assume(
 
 # -- the flag, both ways ------------------------------------------------------------------------
 @pytest.fixture
-def signed_in(
-    app_client: TestClient, sessions: sessionmaker[Session]
-) -> dict[str, str]:
+def signed_in(app_client: TestClient, sessions: sessionmaker[Session]) -> dict[str, str]:
     """A signed-in operator: the cookie is kept by the client; returns the CSRF header."""
     with sessions.begin() as s:
         create_user(s, username="alice", password="correct horse battery", role="operator")

@@ -58,28 +58,26 @@ def revisions() -> list[tuple[str, list[str]]]:
 
 
 # -- init_db --------------------------------------------------------------------------------
-def test_init_db_creates_schema_flags_and_a_private_admin_token(
-    settings: Settings, sessions: sessionmaker[Session], engine: Engine
-) -> None:
-    report = init_db(settings)  # a second time: nothing new
-    assert report.flags_added == []
-    assert report.admin_token_created is False
-    assert tables(engine) == TABLES
-    assert stored(sessions) == {d.name: d.default for d in DEFAULT_FLAGS}
-    token_file = settings.admin_token_path
-    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-    with sessions.begin() as s:
-        principal = authenticate_token(s, token_file.read_text().strip())
-    assert principal is not None
-    assert principal.role is Role.ADMIN
-
-
-def test_the_first_run_reports_what_it_did(settings: Settings) -> None:
+def test_a_first_run_creates_schema_flags_and_a_private_admin_token(settings: Settings) -> None:
     report = init_db(settings)
     assert sorted(report.flags_added) == sorted(d.name for d in DEFAULT_FLAGS)
     assert report.admin_token_created is True
     assert report.admin_token_path == settings.admin_token_path
     assert str(settings.sqlite_path) in report.database
+    assert stat.S_IMODE(settings.admin_token_path.stat().st_mode) == 0o600
+    engine = engine_for(settings)
+    try:
+        sessions = session_factory(engine)
+        assert tables(engine) == TABLES
+        assert stored(sessions) == {d.name: d.default for d in DEFAULT_FLAGS}
+        with sessions.begin() as s:
+            principal = authenticate_token(s, settings.admin_token_path.read_text().strip())
+        assert principal is not None
+        assert principal.role is Role.ADMIN
+    finally:
+        engine.dispose()
+    again = init_db(settings)
+    assert (again.flags_added, again.admin_token_created) == ([], False)
 
 
 def test_init_db_is_idempotent_and_keeps_operator_state(
