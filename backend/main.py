@@ -13,7 +13,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from backend import web
 from backend.api import (
     auth,
-    auth_pages,
     aws,
     aws_credentials,
     errors,
@@ -127,7 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for module in (health, feature_flags, rollback_records, providers, auth, aws, metrics):
         app.include_router(module.router)
-    for module in (users, tokens, auth_pages, aws_credentials):
+    for module in (users, tokens, aws_credentials):
         app.include_router(module.router)
     web.install(app)
     # Innermost first: a 500 made by RequestContext still gets the headers of the other two.

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import AliasChoices
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,29 +23,12 @@ from backend.db.init_db import InitReport, init_db
 from backend.db.session import engine_for, session_factory
 from backend.flags import FlagRuntime, snapshot
 from backend.main import create_app
-
-
-def _settings_env_names() -> frozenset[str]:
-    """Every environment name Settings reads: PCM_<field> and the fields' aliases."""
-    prefix = str(Settings.model_config.get("env_prefix", ""))
-    names = set()
-    for name, field in Settings.model_fields.items():
-        names.add(f"{prefix}{name}".upper())
-        alias = field.validation_alias
-        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
-        names.update(c.upper() for c in choices if isinstance(c, str))
-    return frozenset(names)
-
-
-# What would leak from the developer's shell into Settings or flag_env. Other variables stay,
-# such as the test knobs PCM_TEST_POSTGRES and PCM_REQUIRE_POSTGRES.
-_LEAKY = _settings_env_names()
-_FLAG_PREFIX = "FEATURE_FLAG_"
+from tests.environment import is_leaky
 
 
 def _clear_leaky_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
-        if key.upper() in _LEAKY or key.upper().startswith(_FLAG_PREFIX):
+        if is_leaky(key):
             monkeypatch.delenv(key)
 
 

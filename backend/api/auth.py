@@ -1,4 +1,4 @@
-"""/api/auth: sign-in, sign-out and "who am I" over JSON (the HTML forms are in auth_pages)."""
+"""/api/auth: sign-in, sign-out and "who am I" over JSON (HTML forms: backend/web/signin_pages)."""
 
 from __future__ import annotations
 

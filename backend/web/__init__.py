@@ -8,7 +8,16 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from backend.web import access, dashboard, flag_pages, history
+from backend.web import (
+    access,
+    credential_pages,
+    dashboard,
+    flag_pages,
+    history,
+    provider_pages,
+    signin_pages,
+    tool_pages,
+)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -17,7 +26,15 @@ def install(app: FastAPI) -> None:
     """Mount the console's pages and static files on `app`."""
     access.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (dashboard, flag_pages, history):
+    for module in (
+        signin_pages,
+        dashboard,
+        flag_pages,
+        history,
+        provider_pages,
+        credential_pages,
+        tool_pages,
+    ):
         app.include_router(module.router)
 
     @app.get("/favicon.ico", include_in_schema=False)

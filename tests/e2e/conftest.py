@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.environment import is_leaky
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -57,12 +59,7 @@ class Server:
 
 
 def clean_env(tmp: Path, port: int) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("FEATURE_FLAG_", "PCM_"))
-        and k not in ("PORT", "WORKERS", "HOST", "DATABASE_URL")
-    }
+    env = {k: v for k, v in os.environ.items() if not is_leaky(k)}
     env.update(PORT=str(port), PCM_DATA_DIR=str(tmp / "data"), PCM_LOG_DIR=str(tmp / "logs"))
     return env
 

@@ -13,6 +13,11 @@ document.addEventListener("DOMContentLoaded", () => {
       }
     });
   }
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  }
   for (const form of document.querySelectorAll("form.toggle")) {
     form.addEventListener("submit", (event) => {
       const action = form.querySelector("button[type=submit]").textContent.trim();

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from backend.api.auth import do_sign_in
@@ -24,25 +22,16 @@ from backend.api.deps import (
 from backend.aws.models import Provider
 from backend.security.errors import LoginThrottled
 from backend.security.signin import INVALID_CREDENTIALS
-
-TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "web" / "templates")
-# Jinja2Templates autoescapes .html; say so, so that nobody turns it off by accident.
-TEMPLATES.env.autoescape = True
+from backend.web.templating import page
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
-
-
-def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def safe_next(target: str | None) -> str:
     """Where to go after sign-in: a path on this site only (no open redirect)."""
     if target and target.startswith("/") and not target.startswith(("//", "/\\")):
         return target
-    return "/whoami"
+    return "/"
 
 
 @router.get("/login", response_class=HTMLResponse)
