@@ -2,13 +2,16 @@
 and request bodies whose strictness follows `pydantic_v2_schemas`.
 
 A caller is a Principal from either a bearer token (`Authorization: Bearer …`) or the session
-cookie. Session callers' state-changing requests also pass the CSRF check when
-`csrf_tokens_enabled` is on; `request.state.session_id` and `request.state.csrf_token` are set
-for them (None for token callers).
+cookie. While the database is unreachable, only bearer tokens work (degraded: see
+`degraded_principal`); cookie sessions get the database's 503. Session callers'
+state-changing requests also pass the CSRF check when `csrf_tokens_enabled` is on;
+`request.state.session_id` and `request.state.csrf_token` are set for them (None for token
+callers).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
@@ -16,6 +19,7 @@ from fastapi import Depends, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.config import Settings
@@ -24,9 +28,16 @@ from backend.security import csrf
 from backend.security.flag import enabled
 from backend.security.keys import KeyRing
 from backend.security.sessions import LoadedSession, SessionStore
-from backend.security.tokens import Principal, Role, authenticate_token
+from backend.security.tokens import (
+    Principal,
+    Role,
+    TokenMemory,
+    admin_file_principal,
+    authenticate_token,
+)
 
 SESSION_COOKIE = "pcm_session"
+log = logging.getLogger("pcm_ops_tools.auth")
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -150,6 +161,34 @@ async def _csrf_check(request: Request, loaded: LoadedSession) -> None:
 
 
 # -- the caller --------------------------------------------------------------------------------
+def token_memory(request: Request) -> TokenMemory:
+    """This worker's memory of recently verified tokens (made on first use)."""
+    memory: TokenMemory | None = getattr(request.app.state, "token_memory", None)
+    if memory is None:
+        memory = request.app.state.token_memory = TokenMemory()
+    return memory
+
+
+def degraded_principal(request: Request, token: str, cause: DBAPIError) -> Principal:
+    """With the database unreachable, a bearer token is accepted only if this worker verified it
+    recently or it is the local admin token file's (0600); anything else gets the 503."""
+    settings: Settings = request.app.state.settings
+    principal = token_memory(request).recall(token)
+    how = "a token this worker verified recently"
+    if principal is None:
+        principal = admin_file_principal(settings.admin_token_path, token)
+        how = f"the admin token file {settings.admin_token_path}"
+    if principal is None:
+        raise cause
+    log.warning(
+        "authentication ran degraded (database unreachable: %s): accepted %s as %s",
+        str(cause).splitlines()[0],
+        principal.name,
+        how,
+    )
+    return principal
+
+
 async def optional_principal(request: Request, response: Response) -> Principal | None:
     """The caller if any credential is presented; a bad bearer token is a 401."""
     request.state.session_id = None
@@ -165,7 +204,15 @@ async def optional_principal(request: Request, response: Response) -> Principal 
             with sessions.begin() as s:
                 return authenticate_token(s, token.strip())
 
-        principal = await run_in_threadpool(check_token)
+        try:
+            principal = await run_in_threadpool(check_token)
+        except DBAPIError as exc:
+            principal = degraded_principal(request, token.strip(), exc)
+        else:
+            if principal is None:
+                token_memory(request).forget(token.strip())
+            else:
+                token_memory(request).remember(token.strip(), principal)
         if principal is None:
             raise HTTPException(
                 status_code=status.HTTP_401_UNAUTHORIZED,

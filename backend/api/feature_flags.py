@@ -41,6 +41,8 @@ def list_flags(_: Viewer) -> dict[str, Any]:
         "version": snap.version,
         "rollback_mode": snap.rollback_mode,
         "from_last_known_state": snap.from_last_known_state,
+        # Rollbacks made while the database was down, not yet replayed into it.
+        "journaled_rollbacks": list(snap.journaled),
         "flags": [flag_out(f) for f in snap.flags.values()],
     }
 
@@ -97,6 +99,8 @@ def toggle(
         "previous": result.old,
         "changed": result.old != result.new,
         "version": result.version,
+        # Set when the database was unreachable: the change is journaled and replayed later.
+        "journal_id": result.journal_id,
     }
 
 

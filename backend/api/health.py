@@ -46,5 +46,6 @@ def health(request: Request, runtime: RuntimeDep, sessions: SessionsDep) -> JSON
         "flags": flags,
         "flags_version": flags["version"],
         "rollback_mode": runtime.rollback_mode,
+        "journaled_rollbacks": flags["journaled_rollbacks"],
     }
     return JSONResponse(body, status_code=200 if healthy else 503)

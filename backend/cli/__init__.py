@@ -24,7 +24,7 @@ from backend.cli.users import token_app, user_app
 from backend.cli.verify import verify as verify_cmd
 from backend.core.config import Settings, from_environ
 from backend.core.log import configure_logging
-from backend.flags import FlagError, FlagNotFound, RollbackModeActive
+from backend.flags import FlagError, FlagNotFound, RollbackModeActive, current
 
 app = typer.Typer(
     help="PCM-Ops Tools: feature flags, rollback and operations.",
@@ -149,13 +149,14 @@ def _flags_table(flags: list[dict[str, Any]]) -> Table:
 def _local_flags(s: Settings) -> dict[str, Any]:
     from dataclasses import asdict
 
-    runtime = local_runtime(s)
-    snap = runtime.refresh()
+    runtime = local_runtime(s)  # refreshed, or serving the last-known state when the DB is down
+    snap = current()
     return {
         "version": snap.version,
         "rollback_mode": snap.rollback_mode,
+        "journaled_rollbacks": list(snap.journaled),
         "flags": [asdict(f) for f in snap.flags.values()],
-        "via": "database",
+        "via": "database" if runtime.last_error is None else "last-known state",
     }
 
 
@@ -219,8 +220,9 @@ def _set(name: str, enabled: bool, reason: str, as_json: bool) -> None:
             "previous": result.old,
             "changed": result.old != result.new,
             "version": result.version,
+            "journal_id": result.journal_id,
         }
-        via = "database"
+        via = "journal" if result.journal_id else "database"
     except ApiError as exc:
         api_exit(exc)
     if as_json:
@@ -232,6 +234,8 @@ def _set(name: str, enabled: bool, reason: str, as_json: bool) -> None:
         f"Feature flag {name} is now {state} (stored {flag['stored_enabled']}, "
         f"source {flag['source']}, version {data['version']}, via {via})"
     )
+    if data.get("journal_id"):
+        console.print(JOURNALED.format(data["journal_id"]))
     if flag["pending_restart"]:
         console.print("[yellow]This flag takes effect on restart: ./stop.sh && ./start.sh[/]")
 
@@ -249,6 +253,12 @@ def flags_disable(name: str, reason: ReasonOpt = "", as_json: JsonOpt = False) -
 
 
 # -- rollback ----------------------------------------------------------------------------------
+JOURNALED = (
+    "[yellow]The database is unreachable: journaled as {} in the local rollback journal; "
+    "flags serve it now and it goes into the database (audit, record) when it is back.[/]"
+)
+
+
 def _rollback(s: Settings, names: list[str] | None, reason: str) -> tuple[dict[str, Any], str]:
     path = (
         "/api/feature-flags/emergency-rollback"
@@ -270,7 +280,7 @@ def _rollback(s: Settings, names: list[str] | None, reason: str) -> tuple[dict[s
             )
         except FlagError as exc:
             flag_exit(exc)
-        return asdict(result), "database"
+        return asdict(result), "journal" if result.journal_id else "database"
 
 
 def _print_rollback(data: dict[str, Any], via: str) -> None:
@@ -280,9 +290,15 @@ def _print_rollback(data: dict[str, Any], via: str) -> None:
         )
     if not data["changed"]:
         console.print("  nothing to change: every flag already had its rollback value")
+    if data.get("journal_id"):
+        console.print(JOURNALED.format(data["journal_id"]))
+    what = (
+        f"record {data['record_id']}"
+        if data["record_id"] is not None
+        else f"journal entry {data.get('journal_id')}"
+    )
     console.print(
-        f"record {data['record_id']}, verification {data['verification']}, "
-        f"{data['duration_ms']:.1f} ms, via {via}"
+        f"{what}, verification {data['verification']}, {data['duration_ms']:.1f} ms, via {via}"
     )
     if data["requires_restart"]:
         console.print(
@@ -300,7 +316,7 @@ def rollback_emergency(reason: ReasonOpt = "", as_json: JsonOpt = False) -> None
     else:
         console.print("[bold red]EMERGENCY ROLLBACK[/]")
         _print_rollback(data, via)
-    raise typer.Exit(0 if data["verification"] == "success" else 1)
+    raise typer.Exit(0 if data["verification"] in ("success", "journaled") else 1)
 
 
 @rollback_app.command("flag")
@@ -320,7 +336,14 @@ def rollback_flag(name: str, reason: ReasonOpt = "", as_json: JsonOpt = False) -
         emit_json({**data, "via": via, "read_back_ok": verified, "healthy": healthy})
     elif verified:
         console.print("✅ ROLLBACK SUCCESSFUL")
-        console.print(f"Feature {name} is now disabled (record {data['record_id']}, via {via})")
+        what = (
+            f"record {data['record_id']}"
+            if data["record_id"] is not None
+            else f"journal entry {data.get('journal_id')}"
+        )
+        console.print(f"Feature {name} is now disabled ({what}, via {via})")
+        if data.get("journal_id"):
+            console.print(JOURNALED.format(data["journal_id"]))
     else:
         console.print("❌ ROLLBACK FAILED")
         console.print("Manual intervention required")

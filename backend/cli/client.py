@@ -10,7 +10,7 @@ import httpx
 
 from backend.core.config import Settings
 from backend.db.session import engine_for, session_factory
-from backend.flags import FlagRuntime
+from backend.flags import FlagRuntime, FlagStoreUnavailable, current
 
 
 class ServerDown(Exception):
@@ -60,14 +60,21 @@ class Api:
 
 
 def local_runtime(settings: Settings) -> FlagRuntime:
-    """A flag runtime on the database itself, for when the server is down."""
+    """A flag runtime on the database itself, for when the server is down. When the database
+    is unreachable too, it serves the last-known state and journals rollbacks (runtime.last_error
+    says why); without a last-known state it raises FlagStoreUnavailable."""
     runtime = FlagRuntime(
         session_factory(engine_for(settings)),
         rollback_mode=settings.rollback_mode,
         overrides=settings.flag_overrides,
         state_file=settings.state_file,
+        journal_file=settings.rollback_journal_file,
     )
-    runtime.refresh(force=True)
+    try:
+        runtime.refresh(force=True)
+    except FlagStoreUnavailable:
+        if current().version < 0:
+            raise
     return runtime
 
 

@@ -119,6 +119,11 @@ class Settings(BaseSettings):
         return self.data_dir / "flags_last_known.json"
 
     @property
+    def rollback_journal_file(self) -> Path:
+        """Rollbacks made while the database was down, replayed into it when it returns."""
+        return self.state_file.with_name("rollback_journal.jsonl")
+
+    @property
     def backup_dir(self) -> Path:
         """Where `pcm-ops db backup` writes pcm_ops_tools_backup_YYYYMMDD_HHMMSS.db."""
         return self.data_dir

@@ -1,5 +1,9 @@
 """The flag control plane of one process: snapshot refresh, propagation, and the use cases
-that change flags (each one transaction, then logged and published at once)."""
+that change flags (each one transaction, then logged and published at once).
+
+While the store is unreachable, flags are served from the last-known-state file, and
+rollbacks are journaled (backend.flags.journal) and replayed when the store answers again.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -19,8 +24,14 @@ from sqlalchemy import Connection, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.flags import service, snapshot
-from backend.flags.errors import ConfigurationError, FlagNotFound, FlagStoreUnavailable
+from backend.flags import journal, service, snapshot
+from backend.flags.errors import (
+    ConfigurationError,
+    FlagNotFound,
+    FlagStoreUnavailable,
+    RollbackModeActive,
+)
+from backend.flags.journal import JournalEntry
 from backend.flags.models import FlagRow, FlagStoreRow
 from backend.flags.snapshot import FlagState, Snapshot
 
@@ -33,17 +44,19 @@ class ToggleResult:
     old: bool
     new: bool
     version: int
+    journal_id: str | None = None  # set when journaled because the store was unreachable
 
 
 @dataclass(frozen=True, slots=True)
 class RollbackResult:
-    record_id: int
+    record_id: int | None  # None when journaled: the record is made at replay
     version: int
     changed: list[dict[str, object]]
     unchanged: list[str]
     requires_restart: list[str]
-    verification: str
+    verification: str  # "success", "failed" or "journaled"
     duration_ms: float
+    journal_id: str | None = None
 
 
 def _fmt(value: bool) -> str:
@@ -60,6 +73,7 @@ class FlagRuntime:
         rollback_mode: bool = False,
         overrides: Mapping[str, bool] | None = None,
         state_file: Path | None = None,
+        journal_file: Path | None = None,
         poll_interval: float = 0.02,
         stale_after: float = 5.0,
     ) -> None:
@@ -67,25 +81,41 @@ class FlagRuntime:
         self.rollback_mode = rollback_mode
         self.overrides = dict(overrides or {})
         self.state_file = state_file
+        # Beside the state file unless told otherwise (Settings.rollback_journal_file is that).
+        if journal_file is None and state_file is not None:
+            journal_file = state_file.with_name("rollback_journal.jsonl")
+        self.journal_file = journal_file
+        self._journal_sig: tuple[int, int, int] | None = None
         self.poll_interval = poll_interval
         self.stale_after = stale_after
         self.boot_values: dict[str, bool] = {}
         self.last_sync = time.monotonic()
         self.last_error: str | None = None
         self._refresh_lock = threading.Lock()
+        self._replay_retry_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- reading the store ------------------------------------------------------------
-    def _build(self, version: int, rows: list[FlagRow]) -> Snapshot:
+    def _build(
+        self, version: int, rows: list[FlagRow], entries: list[JournalEntry] | None = None
+    ) -> Snapshot:
+        entries = entries or []
         states: dict[str, FlagState] = {}
         for row in rows:
+            stored, stored_source = row.enabled, "stored"
+            updated_at, updated_by = row.updated_at.isoformat(), row.updated_by
+            covering = [e for e in entries if e.covers(row.name)]
+            if covering:
+                # Journaled changes only ever move a flag to its rollback value.
+                stored, stored_source = row.rollback_value, "journal"
+                updated_at, updated_by = covering[-1].at.isoformat(), covering[-1].actor
             if self.rollback_mode:
                 value, source = row.rollback_value, "rollback_mode"
             elif row.name in self.overrides:
                 value, source = self.overrides[row.name], "env"
             else:
-                value, source = row.enabled, "stored"
+                value, source = stored, stored_source
             if row.requires_restart:
                 boot = self.boot_values.setdefault(row.name, value)
                 pending = boot != value
@@ -94,7 +124,7 @@ class FlagRuntime:
             states[row.name] = FlagState(
                 name=row.name,
                 enabled=value,
-                stored_enabled=row.enabled,
+                stored_enabled=stored,
                 source=source,
                 rollback_value=row.rollback_value,
                 requires_restart=row.requires_restart,
@@ -102,11 +132,14 @@ class FlagRuntime:
                 description=row.description,
                 phase=row.phase,
                 risk=row.risk,
-                updated_at=row.updated_at.isoformat(),
-                updated_by=row.updated_by,
+                updated_at=updated_at,
+                updated_by=updated_by,
             )
         return Snapshot(
-            version=version, rollback_mode=self.rollback_mode, flags=MappingProxyType(states)
+            version=version,
+            rollback_mode=self.rollback_mode,
+            flags=MappingProxyType(states),
+            journaled=tuple(e.id for e in entries),
         )
 
     def check_overrides(self, names: set[str]) -> None:
@@ -118,7 +151,12 @@ class FlagRuntime:
             )
 
     def refresh(self, *, force: bool = False) -> Snapshot:
-        """Load the store if its version moved (or when forced) and publish the result."""
+        """Load the store if its version moved (or when forced) and publish the result.
+
+        A journal left by an outage is replayed first; while it is pending, it is laid over
+        what the store says, so that a rolled-back flag never flips back on in between."""
+        with contextlib.suppress(SQLAlchemyError):
+            force = bool(self.replay_journal()) or force
         with self._refresh_lock:
             try:
                 with self.sessions() as s:
@@ -128,21 +166,25 @@ class FlagRuntime:
                             "the flag store is not initialised: run backend/db/init_db.py"
                         )
                     current = snapshot.current()
-                    if force or version != current.version or current.from_last_known_state:
+                    sig = journal.signature(self.journal_file)
+                    if (
+                        force
+                        or version != current.version
+                        or current.from_last_known_state
+                        or sig != self._journal_sig
+                    ):
                         rows = list(s.scalars(select(FlagRow).order_by(FlagRow.name)))
                         self.check_overrides({r.name for r in rows})
-                        snap = self._build(version, rows)
+                        snap = self._build(version, rows, journal.read(self.journal_file))
                         snapshot.publish(snap)
+                        self._journal_sig = sig
                         self._save_last_known(snap)
             except SQLAlchemyError as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                if snapshot.current().version < 0:
-                    loaded = self._load_last_known()
-                    if loaded is None:
-                        raise FlagStoreUnavailable(
-                            f"flag store unreachable and no last-known state: {self.last_error}"
-                        ) from exc
-                    snapshot.publish(loaded)
+                if self._serve_offline() is None:
+                    raise FlagStoreUnavailable(
+                        f"flag store unreachable and no last-known state: {self.last_error}"
+                    ) from exc
                 raise FlagStoreUnavailable(f"flag store unreachable: {self.last_error}") from exc
             self.last_sync = time.monotonic()
             self.last_error = None
@@ -175,13 +217,25 @@ class FlagRuntime:
         except OSError as exc:
             log.warning("could not write last-known flag state %s: %s", self.state_file, exc)
 
+    def _serve_offline(self, *, force: bool = False) -> Snapshot | None:
+        """With the store unreachable: publish the last-known state with the journal laid over
+        it, when nothing is served yet or the journal changed. None: nothing can be served."""
+        sig = journal.signature(self.journal_file)
+        served = snapshot.current()
+        if not force and served.version >= 0 and sig == self._journal_sig:
+            return served
+        loaded = self._load_last_known()
+        if loaded is None:
+            return None if served.version < 0 else served
+        snapshot.publish(loaded)
+        self._journal_sig = sig
+        return loaded
+
     def _load_last_known(self) -> Snapshot | None:
         if self.state_file is None or not self.state_file.exists():
             return None
         try:
             data = json.loads(self.state_file.read_text())
-            from datetime import datetime
-
             rows = [
                 FlagRow(
                     name=n,
@@ -199,15 +253,18 @@ class FlagRuntime:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.error("last-known flag state %s is unreadable: %s", self.state_file, exc)
             return None
-        snap = self._build(int(data["version"]), rows)
+        snap = self._build(int(data["version"]), rows, journal.read(self.journal_file))
         log.warning(
-            "Feature flag store unreachable: serving last-known state version %s", snap.version
+            "Feature flag store unreachable: serving last-known state version %s%s",
+            snap.version,
+            f" with {len(snap.journaled)} journaled rollback(s)" if snap.journaled else "",
         )
         return Snapshot(
             version=snap.version,
             rollback_mode=snap.rollback_mode,
             flags=snap.flags,
             from_last_known_state=True,
+            journaled=snap.journaled,
         )
 
     # -- propagation --------------------------------------------------------------------
@@ -229,15 +286,30 @@ class FlagRuntime:
         bind = self.sessions.kw["bind"]
         conn: Connection | None = None
         query = select(FlagStoreRow.version).where(FlagStoreRow.id == 1)
+        retry_at = 0.0  # while the store is down: when to try it again
         while not self._stop.wait(self.poll_interval):
+            if conn is None and time.monotonic() < retry_at:
+                # Down: watch the journal every interval, so that a rollback journaled by
+                # another process is served here within the propagation budget.
+                sig = journal.signature(self.journal_file)
+                if sig == self._journal_sig:
+                    continue
+                if sig is not None:
+                    self._serve_offline()
+                    continue
+                retry_at = 0.0  # the journal was replayed elsewhere: the store is back
             try:
                 if conn is None:
                     conn = bind.connect()
                 version = conn.execute(query).scalar()
                 conn.rollback()
+                served = snapshot.current()
+                sig = journal.signature(self.journal_file)
                 if (
-                    version != snapshot.current().version
-                    or snapshot.current().from_last_known_state
+                    version != served.version
+                    or served.from_last_known_state
+                    or sig is not None  # a journal to replay
+                    or sig != self._journal_sig
                 ):
                     self.refresh()
                 else:
@@ -248,7 +320,7 @@ class FlagRuntime:
                     with contextlib.suppress(SQLAlchemyError):
                         conn.close()
                 conn = None
-                self._stop.wait(min(1.0, self.poll_interval * 25))
+                retry_at = time.monotonic() + min(1.0, self.poll_interval * 25)
         if conn is not None:
             conn.close()
 
@@ -256,8 +328,11 @@ class FlagRuntime:
         snap = snapshot.current()
         since_sync = time.monotonic() - self.last_sync
         stale = since_sync > self.stale_after or snap.version < 0
+        # Read from the file, not the snapshot: journaled rollbacks not yet in the store.
+        pending = journal.read(self.journal_file)
+        ok = not stale and self.last_error is None and not pending
         return {
-            "status": "healthy" if not stale and self.last_error is None else "unhealthy",
+            "status": "healthy" if ok else "unhealthy",
             "store_reachable": self.last_error is None,
             "version": snap.version,
             "flags": len(snap.flags),
@@ -268,6 +343,7 @@ class FlagRuntime:
             "rollback_mode": self.rollback_mode,
             "overrides": dict(self.overrides),
             "pending_restart": sorted(n for n, f in snap.flags.items() if f.pending_restart),
+            "journaled_rollbacks": [e.id for e in pending],
             "error": self.last_error,
         }
 
@@ -281,6 +357,9 @@ class FlagRuntime:
     def toggle(
         self, name: str, enabled: bool, *, actor: str, method: str, reason: str = ""
     ) -> ToggleResult:
+        # Journaled rollbacks happened first: they go into the store before this change.
+        with contextlib.suppress(SQLAlchemyError):
+            self.replay_journal()
         try:
             with self.sessions.begin() as s:
                 change, version = service.set_flag(
@@ -293,9 +372,13 @@ class FlagRuntime:
                     rollback_mode=self.rollback_mode,
                 )
         except SQLAlchemyError as exc:
-            raise FlagStoreUnavailable(
-                f"could not store the change: {exc}".splitlines()[0]
-            ) from exc
+            if not journal.store_unreachable(exc):
+                raise FlagStoreUnavailable(
+                    f"could not store the change: {exc}".splitlines()[0]
+                ) from exc
+            return self._journal_toggle(
+                name, enabled, actor=actor, method=method, reason=reason, cause=exc
+            )
         log.info(
             "Feature flag %s changed: %s -> %s by %s via %s (version %s)%s",
             name,
@@ -312,17 +395,24 @@ class FlagRuntime:
     def rollback(
         self, names: list[str] | None, *, actor: str, method: str, reason: str = ""
     ) -> RollbackResult:
-        """Every flag (names=None) or the named ones to their rollback values, in one txn."""
+        """Every flag (names=None) or the named ones to their rollback values, in one txn;
+        journaled instead when the store is unreachable."""
         started = time.perf_counter()
+        with contextlib.suppress(SQLAlchemyError):
+            self.replay_journal()
         try:
             with self.sessions.begin() as s:
                 outcome = service.rollback_flags(
                     s, names=names, actor=actor, method=method, reason=reason
                 )
         except SQLAlchemyError as exc:
-            raise FlagStoreUnavailable(
-                f"could not store the rollback: {exc}".splitlines()[0]
-            ) from exc
+            if not journal.store_unreachable(exc):
+                raise FlagStoreUnavailable(
+                    f"could not store the rollback: {exc}".splitlines()[0]
+                ) from exc
+            return self._journal_rollback(
+                names, actor=actor, method=method, reason=reason, cause=exc, started=started
+            )
         changed = [c for c in outcome.changes if c.changed]
         scope = "emergency rollback" if names is None else "rollback"
         for c in changed:
@@ -357,3 +447,157 @@ class FlagRuntime:
             verification=outcome.verification,
             duration_ms=round(duration, 2),
         )
+
+    # -- while the store is unreachable: the journal -------------------------------------------
+    def _offline_base(self, cause: SQLAlchemyError) -> Snapshot:
+        """The state a journaled change applies to; refuses when nothing durable backs it."""
+        problem = f"{type(cause).__name__}: {cause}".splitlines()[0]
+        self.last_error = problem
+        if self.journal_file is None or self.state_file is None:
+            raise FlagStoreUnavailable(f"could not store the change: {problem}") from cause
+        served = snapshot.current()
+        if served.version >= 0 and not self.state_file.exists():
+            self._save_last_known(served)  # the journal must lie over a durable state
+        loaded = self._serve_offline()
+        if loaded is None or not self.state_file.exists():
+            raise FlagStoreUnavailable(
+                f"flag store unreachable and no last-known state to journal over: {problem}"
+            ) from cause
+        return loaded
+
+    def _journal(self, entry: JournalEntry) -> Snapshot:
+        assert self.journal_file is not None
+        journal.append(self.journal_file, entry)
+        published = self._serve_offline(force=True)
+        assert published is not None
+        return published
+
+    def _journal_toggle(
+        self,
+        name: str,
+        enabled: bool,
+        *,
+        actor: str,
+        method: str,
+        reason: str,
+        cause: SQLAlchemyError,
+    ) -> ToggleResult:
+        base = self._offline_base(cause)
+        flag = base.flags.get(name)
+        if flag is None:
+            raise FlagNotFound(name)
+        if self.rollback_mode and enabled:
+            raise RollbackModeActive(
+                f"cannot enable {name!r}: rollback mode is on"
+                " (FEATURE_FLAG_ROLLBACK_MODE_ENABLED=true)"
+            )
+        if enabled != flag.rollback_value:
+            raise FlagStoreUnavailable(
+                f"cannot {'enable' if enabled else 'disable'} {name!r} while the database is"
+                f" unreachable: only changes to a flag's rollback value are journaled"
+                f" ({self.last_error})"
+            )
+        entry = journal.new_entry(
+            kind="toggle", names=[name], actor=actor, method=method, reason=reason, enabled=enabled
+        )
+        snap = self._journal(entry)
+        log.warning(
+            "Feature flag %s changed: %s -> %s by %s via %s (journaled as %s: database"
+            " unreachable, replayed when it returns)%s",
+            name,
+            _fmt(flag.stored_enabled),
+            _fmt(enabled),
+            actor,
+            method,
+            entry.id,
+            f" reason: {reason}" if reason else "",
+        )
+        return ToggleResult(snap.flags[name], flag.stored_enabled, enabled, snap.version, entry.id)
+
+    def _journal_rollback(
+        self,
+        names: list[str] | None,
+        *,
+        actor: str,
+        method: str,
+        reason: str,
+        cause: SQLAlchemyError,
+        started: float,
+    ) -> RollbackResult:
+        base = self._offline_base(cause)
+        for name in names or []:
+            if name not in base.flags:
+                raise FlagNotFound(name)
+        scope = sorted(base.flags if names is None else set(names))
+        before = {n: base.flags[n] for n in scope}
+        entry = journal.new_entry(
+            kind="rollback", names=names, actor=actor, method=method, reason=reason
+        )
+        snap = self._journal(entry)
+        changed = [f for f in before.values() if f.stored_enabled != f.rollback_value]
+        wrong = [n for n in scope if snap.flags[n].stored_enabled != snap.flags[n].rollback_value]
+        what = "emergency rollback" if names is None else "rollback"
+        for f in changed:
+            log.warning(
+                "Feature flag %s changed: %s -> %s by %s via %s (%s journaled as %s: database"
+                " unreachable, replayed when it returns)%s",
+                f.name,
+                _fmt(f.stored_enabled),
+                _fmt(f.rollback_value),
+                actor,
+                method,
+                what,
+                entry.id,
+                f" reason: {reason}" if reason else "",
+            )
+        duration = (time.perf_counter() - started) * 1000
+        verification = "journaled" if not wrong else "failed"
+        log.warning(
+            "Feature flag %s journaled: %d changed, entry %s, verification %s, %.1f ms",
+            what,
+            len(changed),
+            entry.id,
+            verification,
+            duration,
+        )
+        return RollbackResult(
+            record_id=None,
+            version=snap.version,
+            changed=[
+                {"flag": f.name, "from": f.stored_enabled, "to": f.rollback_value} for f in changed
+            ],
+            unchanged=[n for n in scope if before[n].stored_enabled == before[n].rollback_value],
+            requires_restart=[f.name for f in changed if f.requires_restart],
+            verification=verification,
+            duration_ms=round(duration, 2),
+            journal_id=entry.id,
+        )
+
+    def replay_journal(self) -> list[str]:
+        """Put journaled rollbacks into the store (one transaction, each entry once), then move
+        the journal aside. Raises SQLAlchemyError while the store is still unreachable."""
+        path = self.journal_file
+        if path is None or not path.exists() or time.monotonic() < self._replay_retry_at:
+            return []
+        try:
+            with journal.locked(path):
+                entries = journal.read(path)  # another process may have replayed it already
+                with self.sessions.begin() as s:
+                    applied = journal.replay(s, entries)
+                if path.exists():
+                    archived = journal.archive(path)
+                    log.warning(
+                        "Feature flag journal replayed: %d of %d entries applied (%s), moved to %s",
+                        len(applied),
+                        len(entries),
+                        ", ".join(e.id for e in applied) or "none new",
+                        archived.name,
+                    )
+        except SQLAlchemyError:
+            raise
+        except Exception:
+            # Never let a replay problem stop the poller or a rollback: retry in a second.
+            self._replay_retry_at = time.monotonic() + 1.0
+            log.exception("could not replay the rollback journal %s", path)
+            return []
+        return [e.id for e in applied]

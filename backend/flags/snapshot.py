@@ -21,7 +21,9 @@ class FlagState:
     name: str
     enabled: bool
     stored_enabled: bool
-    source: str  # "stored", "env" or "rollback_mode"
+    source: (
+        str  # "stored", "journal" (rolled back while the store was down), "env", "rollback_mode"
+    )
     rollback_value: bool
     requires_restart: bool
     pending_restart: bool
@@ -40,6 +42,9 @@ class Snapshot:
     loaded_at: float = field(default_factory=time.monotonic)
     loaded_wall: float = field(default_factory=time.time)
     from_last_known_state: bool = False
+    # Ids of journaled rollbacks (made while the store was down) this snapshot includes and
+    # the store does not hold yet.
+    journaled: tuple[str, ...] = ()
 
     @property
     def age_seconds(self) -> float:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -102,3 +106,50 @@ def token_out(row: ApiToken) -> dict[str, object]:
 def token_is_valid(session: Session, plaintext: str) -> bool:
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(plaintext)))
     return row is not None and row.revoked_at is None
+
+
+class TokenMemory:
+    """Tokens this process verified against the database recently (hash → principal), so that
+    a known caller can still roll back while the database is unreachable."""
+
+    def __init__(self, *, ttl: float = 3600.0, max_entries: int = 1000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._known: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, plaintext: str, principal: Principal) -> None:
+        with self._lock:
+            if len(self._known) >= self.max_entries:
+                oldest = min(self._known, key=lambda h: self._known[h][1])
+                del self._known[oldest]
+            self._known[hash_token(plaintext)] = (principal, time.monotonic())
+
+    def forget(self, plaintext: str) -> None:
+        with self._lock:
+            self._known.pop(hash_token(plaintext), None)
+
+    def recall(self, plaintext: str) -> Principal | None:
+        """The principal of a token verified less than `ttl` seconds ago, else None."""
+        wanted = hash_token(plaintext)
+        now = time.monotonic()
+        found: Principal | None = None
+        with self._lock:
+            for known, (principal, verified_at) in self._known.items():
+                if hmac.compare_digest(known, wanted) and now - verified_at <= self.ttl:
+                    found = principal
+        return found
+
+
+def admin_file_principal(path: Path, plaintext: str) -> Principal | None:
+    """The admin principal if `plaintext` is the token in the local admin token file, which
+    must be readable by its owner only (0600)."""
+    try:
+        if path.stat().st_mode & 0o077:
+            return None
+        stored = path.read_text().strip()
+    except OSError:
+        return None
+    if not stored or not hmac.compare_digest(hash_token(stored), hash_token(plaintext)):
+        return None
+    return Principal(name="token:admin", role=Role.ADMIN, kind="token")

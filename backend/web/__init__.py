@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from backend.web import (
     access,
+    admin_pages,
     credential_pages,
     dashboard,
     flag_pages,
@@ -34,6 +35,7 @@ def install(app: FastAPI) -> None:
         provider_pages,
         credential_pages,
         tool_pages,
+        admin_pages,
     ):
         app.include_router(module.router)
 

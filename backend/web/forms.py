@@ -19,7 +19,13 @@ def field_errors(
         loc = err.get("loc", ())[skip:]
         field = str(loc[0]) if loc else "form"
         message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        if err.get("type") == "string_pattern_mismatch" and patterns and field in patterns:
+        kind, ctx = err.get("type"), err.get("ctx") or {}
+        if kind == "string_pattern_mismatch" and patterns and field in patterns:
             message = patterns[field]
+        elif kind in ("too_short", "too_long") and isinstance(err.get("input"), str):
+            # Secret fields report "items", not characters.
+            bound = "at least" if kind == "too_short" else "at most"
+            limit = ctx.get("min_length" if kind == "too_short" else "max_length")
+            message = f"{bound} {limit} characters"
         found.setdefault(field, message)
     return found

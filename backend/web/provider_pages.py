@@ -23,7 +23,8 @@ from backend.web.templating import page
 
 router = APIRouter(include_in_schema=False)
 ProviderId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
-Text = Annotated[str, Form(max_length=2000)]
+# Generous bounds: the schema gives the real limits, with a message beside the field.
+Text = Annotated[str, Form(max_length=20_000)]
 PATTERNS = {
     "name": "1 to 100 letters, digits, spaces, '_', '.' or '-', starting with a letter or digit",
     "account_id": "an AWS account id is exactly 12 digits",
@@ -35,9 +36,9 @@ class ProviderForm:
 
     def __init__(
         self,
-        name: Annotated[str, Form(max_length=200)] = "",
-        account_id: Annotated[str, Form(max_length=100)] = "",
-        default_region: Annotated[str, Form(max_length=100)] = "",
+        name: Annotated[str, Form(max_length=2000)] = "",
+        account_id: Annotated[str, Form(max_length=2000)] = "",
+        default_region: Annotated[str, Form(max_length=2000)] = "",
         regions: Annotated[list[str] | None, Form()] = None,
         description: Text = "",
         enabled: Annotated[str, Form(max_length=10)] = "",

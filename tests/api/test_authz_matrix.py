@@ -65,6 +65,11 @@ def token_to_revoke(ctx: Any) -> dict[str, Any]:
         return {"path": f"/api/tokens/{row.id}"}
 
 
+def page_token_to_revoke(ctx: Any) -> dict[str, Any]:
+    token_id = token_to_revoke(ctx)["path"].rsplit("/", 1)[1]
+    return {"path": f"/admin/tokens/{token_id}/revoke"}
+
+
 RULES: dict[tuple[str, str], Rule] = {
     # FastAPI's own documentation pages and static files
     ("GET", "/openapi.json"): Rule("public"),
@@ -158,6 +163,52 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/history"): Rule("viewer", **PAGE, **SERVED),
     ("GET", "/history.csv"): Rule("viewer", **PAGE, **SERVED),
     ("GET", "/records/{record_id}"): Rule("viewer", "/records/1", **PAGE, **SERVED),
+    ("GET", "/providers"): Rule("viewer", **PAGE, **SERVED),
+    ("GET", "/providers/new"): Rule("admin", **PAGE, **SERVED),
+    ("GET", "/providers/{provider_id}/edit"): Rule(
+        "admin", "/providers/999/edit", **PAGE, **SERVED
+    ),
+    ("POST", "/providers"): Rule("admin", form={"name": "x"}, **PAGE, **SERVED),
+    ("POST", "/providers/{provider_id}"): Rule(
+        "admin", "/providers/999", form={"name": "x"}, **PAGE, **SERVED
+    ),
+    ("POST", "/providers/{provider_id}/delete"): Rule(
+        "admin", "/providers/999/delete", form={}, **PAGE, **SERVED
+    ),
+    ("GET", "/credentials"): Rule("viewer", **PAGE, **SERVED),
+    ("POST", "/credentials/{provider_id}"): Rule(
+        "viewer", "/credentials/999", form={}, **PAGE, **SERVED
+    ),
+    ("POST", "/credentials/{provider_id}/delete"): Rule(
+        "viewer", "/credentials/999/delete", form={}, **PAGE, **SERVED
+    ),
+    ("GET", "/tools"): Rule("viewer", **PAGE, **SERVED),
+    ("GET", "/tools/{tool_name}"): Rule("viewer", "/tools/whoami", **PAGE, **SERVED),
+    ("GET", "/tools/runs/{run_id}"): Rule("viewer", "/tools/runs/999", **PAGE, **SERVED),
+    ("POST", "/tools/{tool_name}/runs"): Rule(
+        "operator", "/tools/whoami/runs", form={"provider_id": "999"}, **PAGE, **SERVED
+    ),
+    ("GET", "/admin/users"): Rule("admin", **PAGE, **SERVED),
+    ("POST", "/admin/users"): Rule("admin", form={"username": "x"}, **PAGE, **SERVED),
+    ("POST", "/admin/users/{username}/disable"): Rule(
+        "admin", "/admin/users/target/disable", form={}, **PAGE, **SERVED
+    ),
+    ("POST", "/admin/users/{username}/enable"): Rule(
+        "admin", "/admin/users/target/enable", form={}, **PAGE, **SERVED
+    ),
+    ("POST", "/admin/users/{username}/role"): Rule(
+        "admin", "/admin/users/target/role", form={"role": "viewer"}, **PAGE, **SERVED
+    ),
+    ("POST", "/admin/users/{username}/password"): Rule(
+        "admin", "/admin/users/target/password", form={"password": ""}, **PAGE, **SERVED
+    ),
+    ("GET", "/admin/tokens"): Rule("admin", **PAGE, **SERVED),
+    ("POST", "/admin/tokens"): Rule(
+        "admin", form={"name": "x", "role": "viewer"}, **PAGE, **SERVED
+    ),
+    ("POST", "/admin/tokens/{token_id}/revoke"): Rule(
+        "admin", form={}, make=page_token_to_revoke, **PAGE, **SERVED
+    ),
 }
 
 

@@ -148,7 +148,8 @@ def test_rollback_git_with_the_server_running_then_verify(server: Server, repo: 
         assert record["method"] == "git" and record["verification"] == "success"
 
     with server.log_file.open("a") as log:
-        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,000")
+        now = datetime.now()  # with its milliseconds: the rollback may be in this very second
+        stamp = f"{now:%Y-%m-%d %H:%M:%S},{now.microsecond // 1000:03d}"
         log.write(f"{stamp} ERROR [pid 1] pcm_ops_tools: database exception after deploy\n")
     server.data_dir.joinpath("baseline.json").write_text('{"median_ms": 0.001}')
     bad = server.run(pcm, "verify", "--slack-ms", "0", "--json")

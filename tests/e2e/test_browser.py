@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.aws import conftest as aws_fixtures
 from tests.e2e.conftest import ROOT, Server
 
 CHROMIUM = os.environ.get("PCM_CHROMIUM", "/usr/bin/chromium")
@@ -145,3 +146,87 @@ def test_console_with_csp_and_csrf_off(browser: object, server: Server) -> None:
             r = c.post("/api/feature-flags/toggle", json={"flag_name": name, "enabled": False})
             assert r.status_code == 200
     walk_through(browser, server, "legacy")
+
+
+# moto's server, the same fixtures as tests/aws (module-level names make them this module's).
+emulator = aws_fixtures.emulator
+moto_url = aws_fixtures.moto_url
+
+
+def test_providers_credentials_tools_and_admin_pages(
+    browser: object, server_dirs: Server, emulator: aws_fixtures.Emulator
+) -> None:
+    """Add a provider, store and check credentials, run a tool, download its table, then the
+    admin pages: against moto's server, with CSP and CSRF on."""
+    started = server_dirs.start(extra_env={"PCM_AWS_ENDPOINT_URL": emulator.url})
+    assert started.returncode == 0, started.stdout + started.stderr
+    ui = Console(browser, server_dirs, "aws")
+    ui.sign_in()
+    page = ui.page
+    nav = page.get_by_role("navigation", name="Main")
+
+    nav.get_by_role("link", name="Providers").click()
+    page.get_by_role("link", name="Add a provider").click()
+    page.get_by_label("Name", exact=True).fill("prod")
+    page.get_by_label("AWS account id (12 digits)").fill("12345")
+    page.get_by_label("Default region").select_option("us-east-1")
+    page.get_by_label("eu-west-1", exact=True).check()
+    page.get_by_role("button", name="Add provider").click()
+    page.wait_for_load_state()
+    assert "exactly 12 digits" in page.locator("#account_id-error").inner_text()
+    ui.shot("provider-form-error")
+    ui.problems.remove(next(p for p in ui.problems if "422" in p))  # the refusal, expected
+    page.get_by_label("AWS account id (12 digits)").fill(aws_fixtures.ACCOUNT)
+    page.get_by_role("button", name="Add provider").click()
+    page.wait_for_load_state()
+    assert page.get_by_role("status").inner_text() == "Provider prod added"
+    assert "us-east-1, eu-west-1" in page.locator("#providers").inner_text()
+    ui.shot("providers")
+
+    nav.get_by_role("link", name="Credentials").click()
+    page.get_by_label("Access key id").fill(emulator.admin.access_key_id)
+    page.get_by_label("Secret access key").fill(emulator.admin.secret_access_key)
+    page.get_by_role("button", name="Store credentials for prod").click()
+    page.wait_for_load_state()
+    assert page.get_by_role("status").inner_text() == "Credentials for prod stored"
+    assert f"****{emulator.admin.access_key_id[-4:]}" in page.locator(".stored").inner_text()
+    page.get_by_role("button", name="Check credentials for prod").click()
+    page.wait_for_load_state()
+    check = page.locator("[id^=check-]").inner_text()
+    assert "yes" in check and aws_fixtures.ACCOUNT in check and "user/pcm-admin" in check
+    ui.shot("credentials")
+
+    nav.get_by_role("link", name="AWS tools").click()
+    ui.shot("tools")
+    page.get_by_role("link", name="Who am I").click()
+    page.get_by_label("Provider").select_option(
+        label=f"prod ({aws_fixtures.ACCOUNT}, us-east-1, eu-west-1)"
+    )
+    ui.shot("tool-form")
+    page.get_by_role("button", name="Run whoami").click()
+    page.wait_for_load_state()
+    assert page.get_by_role("status").inner_text().startswith("ok: 1 row(s) from provider prod")
+    assert aws_fixtures.ACCOUNT in page.locator("#result").inner_text()
+    ui.shot("run")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download CSV").click()
+    csv_text = Path(download.value.path()).read_text()
+    assert csv_text.startswith("account,arn,user_id,account_alias")
+    assert aws_fixtures.ACCOUNT in csv_text
+
+    nav.get_by_role("link", name="Users").click()
+    new_user = page.get_by_role("region", name="Add a user")
+    new_user.get_by_label("Username").fill("eve")
+    new_user.get_by_label("Role").select_option("operator")
+    new_user.get_by_role("button", name="Add user").click()
+    page.wait_for_load_state()
+    assert page.locator("#shown-once").inner_text()
+    ui.shot("users")
+    nav.get_by_role("link", name="Tokens").click()
+    page.get_by_label("Name (who or what uses it)").fill("grafana")
+    page.get_by_role("button", name="Create token").click()
+    page.wait_for_load_state()
+    assert page.locator("#shown-once").inner_text().startswith("pcm_")
+    ui.shot("tokens")
+    assert ui.problems == [], ui.problems
+    ui.context.close()

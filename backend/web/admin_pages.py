@@ -1,0 +1,258 @@
+"""/admin/users and /admin/tokens (admins only): users with their role and state, new users,
+disable/enable, password resets; API tokens, created (the secret shown once) and revoked.
+Everything goes through backend.security's service functions, like the API and the CLI."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote_plus
+
+from fastapi import APIRouter, Form, Path, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from backend.api.deps import MAX_DB_INT, SessionsDep
+from backend.api.errors import STATUS
+from backend.api.tokens import TokenCreate
+from backend.api.users import UserCreate
+from backend.security import tokens, users
+from backend.security.errors import InvalidInput, SecurityError, UserExists
+from backend.security.tokens import Role
+from backend.web.access import PageAdmin
+from backend.web.forms import FieldErrors, field_errors
+from backend.web.templating import page
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+Username = Annotated[str, Path(max_length=64)]
+TokenId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+Field = Annotated[str, Form(max_length=2000)]
+ROLES = [r.value for r in Role]
+
+
+def _status(exc: SecurityError) -> int:
+    return next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
+
+
+def _checks(
+    *, username: str | None = None, password: str | None = None, role: str | None = None
+) -> FieldErrors:
+    """The service's own checks, run one field at a time so each message finds its field."""
+    errors: FieldErrors = {}
+    for name, value, check in (
+        ("username", username, users.check_username),
+        ("password", password, users.check_password),
+        ("role", role, users.check_role),
+    ):
+        if value is not None:
+            try:
+                check(value)
+            except InvalidInput as exc:
+                errors[name] = str(exc)
+    return errors
+
+
+# -- users -------------------------------------------------------------------------------------
+def _users_page(
+    request: Request,
+    sessions: Any,
+    *,
+    form: dict[str, Any] | None = None,
+    errors: FieldErrors | None = None,
+    shown_once: dict[str, str] | None = None,
+    notice: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    with sessions() as s:
+        rows = [users.user_out(u) for u in users.list_users(s)]
+    return page(
+        request,
+        "admin_users.html",
+        status_code,
+        users=rows,
+        roles=ROLES,
+        form=form or {"username": "", "role": "viewer"},
+        errors=errors or {},
+        shown_once=shown_once,
+        notice=notice,
+        error=error,
+    )
+
+
+@router.get("/users", response_class=HTMLResponse)
+def users_page(
+    request: Request, _: PageAdmin, sessions: SessionsDep, notice: str | None = None
+) -> HTMLResponse:
+    return _users_page(request, sessions, notice=notice)
+
+
+@router.post("/users", response_class=HTMLResponse)
+def create_user(
+    request: Request,
+    _: PageAdmin,
+    sessions: SessionsDep,
+    username: Field = "",
+    role: Field = "",
+    password: Field = "",
+) -> Response:
+    form = {"username": username, "role": role}
+    try:
+        UserCreate.model_validate(
+            {"username": username, "role": role, "password": password or None}
+        )
+    except ValidationError as exc:
+        return _users_page(
+            request, sessions, form=form, errors=field_errors(exc.errors()), status_code=422
+        )
+    errors = _checks(username=username, password=password or None, role=role)
+    if errors:
+        return _users_page(request, sessions, form=form, errors=errors, status_code=422)
+    chosen = password or users.generate_password()
+    try:
+        with sessions.begin() as s:
+            users.create_user(s, username=username, password=chosen, role=role)
+    except UserExists as exc:
+        return _users_page(
+            request, sessions, form=form, errors={"username": str(exc)}, status_code=409
+        )
+    if password:
+        return _to_users(f"User {username} added as {role}")
+    return _users_page(
+        request,
+        sessions,
+        notice=f"User {username} added as {role}",
+        shown_once={"label": f"Password of {username}", "value": chosen},
+    )
+
+
+def _change(request: Request, sessions: Any, username: str, change: Any, done: str) -> Response:
+    try:
+        with sessions.begin() as s:
+            change(s)
+    except SecurityError as exc:
+        return _users_page(request, sessions, error=str(exc), status_code=_status(exc))
+    return _to_users(done)
+
+
+@router.post("/users/{username}/disable", response_class=HTMLResponse)
+def disable_user(
+    request: Request, username: Username, _: PageAdmin, sessions: SessionsDep
+) -> Response:
+    def change(s: Session) -> None:
+        users.set_disabled(s, username=username, disabled=True)
+
+    return _change(request, sessions, username, change, f"User {username} disabled")
+
+
+@router.post("/users/{username}/enable", response_class=HTMLResponse)
+def enable_user(
+    request: Request, username: Username, _: PageAdmin, sessions: SessionsDep
+) -> Response:
+    def change(s: Session) -> None:
+        users.set_disabled(s, username=username, disabled=False)
+
+    return _change(request, sessions, username, change, f"User {username} enabled")
+
+
+@router.post("/users/{username}/role", response_class=HTMLResponse)
+def change_role(
+    request: Request, username: Username, _: PageAdmin, sessions: SessionsDep, role: Field = ""
+) -> Response:
+    def change(s: Session) -> None:
+        users.set_role(s, username=username, role=role)
+
+    return _change(request, sessions, username, change, f"User {username} is now {role}")
+
+
+@router.post("/users/{username}/password", response_class=HTMLResponse)
+def reset_password(
+    request: Request,
+    username: Username,
+    _: PageAdmin,
+    sessions: SessionsDep,
+    password: Field = "",
+) -> Response:
+    chosen = password or users.generate_password()
+    try:
+        with sessions.begin() as s:
+            users.set_password(s, username=username, password=chosen)
+    except SecurityError as exc:
+        return _users_page(request, sessions, error=str(exc), status_code=_status(exc))
+    notice = f"Password of {username} reset; their sessions have ended"
+    if password:
+        return _to_users(notice)
+    shown = {"label": f"New password of {username}", "value": chosen}
+    return _users_page(request, sessions, notice=notice, shown_once=shown)
+
+
+def _to_users(text: str) -> RedirectResponse:
+    return RedirectResponse(f"/admin/users?notice={quote_plus(text)}", status_code=303)
+
+
+# -- tokens ------------------------------------------------------------------------------------
+def _tokens_page(
+    request: Request,
+    sessions: Any,
+    *,
+    form: dict[str, Any] | None = None,
+    errors: FieldErrors | None = None,
+    shown_once: dict[str, str] | None = None,
+    notice: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    with sessions() as s:
+        rows = [tokens.token_out(t) for t in tokens.list_tokens(s)]
+    return page(
+        request,
+        "admin_tokens.html",
+        status_code,
+        tokens=rows,
+        roles=ROLES,
+        form=form or {"name": "", "role": "viewer"},
+        errors=errors or {},
+        shown_once=shown_once,
+        notice=notice,
+        error=error,
+    )
+
+
+@router.get("/tokens", response_class=HTMLResponse)
+def tokens_page(
+    request: Request, _: PageAdmin, sessions: SessionsDep, notice: str | None = None
+) -> HTMLResponse:
+    return _tokens_page(request, sessions, notice=notice)
+
+
+@router.post("/tokens", response_class=HTMLResponse)
+def create_token(
+    request: Request, _: PageAdmin, sessions: SessionsDep, name: Field = "", role: Field = ""
+) -> Response:
+    form = {"name": name, "role": role}
+    try:
+        TokenCreate.model_validate(form)
+    except ValidationError as exc:
+        errors = field_errors(exc.errors())
+        return _tokens_page(request, sessions, form=form, errors=errors, status_code=422)
+    errors = _checks(role=role)
+    if errors:
+        return _tokens_page(request, sessions, form=form, errors=errors, status_code=422)
+    with sessions.begin() as s:
+        row, plaintext = tokens.create_token(s, name=name, role=users.check_role(role))
+        token_id = row.id
+    shown = {"label": f"Token {name} (#{token_id}, {role})", "value": plaintext}
+    return _tokens_page(request, sessions, notice=f"Token {name} created", shown_once=shown)
+
+
+@router.post("/tokens/{token_id}/revoke", response_class=HTMLResponse)
+def revoke_token(
+    request: Request, token_id: TokenId, _: PageAdmin, sessions: SessionsDep
+) -> Response:
+    try:
+        with sessions.begin() as s:
+            name = tokens.revoke_token(s, token_id=token_id).name
+    except SecurityError as exc:
+        return _tokens_page(request, sessions, error=str(exc), status_code=_status(exc))
+    text = quote_plus(f"Token {name} revoked")
+    return RedirectResponse(f"/admin/tokens?notice={text}", status_code=303)

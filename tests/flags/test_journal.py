@@ -1,0 +1,338 @@
+"""Rollbacks while the database is down: journaled, served, replayed once when it returns.
+
+The outage is real: the SQLite file lives in a directory that is renamed away (SQLite cannot
+open a file whose directory is gone; root ignores chmod), and the engine keeps no pooled
+connection that would survive the rename.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from backend.core.config import Settings
+from backend.db.init_db import InitReport
+from backend.db.session import make_engine, session_factory
+from backend.flags import (
+    DEFAULT_FLAGS,
+    FlagNotFound,
+    FlagRuntime,
+    FlagStoreUnavailable,
+    RollbackModeActive,
+    current,
+    is_enabled,
+    snapshot,
+)
+from backend.flags import journal as journal_mod
+from backend.flags.audit import verify_chain
+from backend.flags.models import AuditEvent, FlagRow, RollbackRecord
+
+CSRF = "csrf_tokens_enabled"
+XSS = "xss_protection_enabled"
+DEFAULTS = {d.name: d.default for d in DEFAULT_FLAGS}
+ROLLBACK_VALUES = {d.name: d.rollback_value for d in DEFAULT_FLAGS}
+MakeRuntime = Callable[..., FlagRuntime]
+SUFFIX = "journaled while the database was down at"
+
+
+class Database:
+    """A SQLite flag store whose directory can be taken away and brought back."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.away = directory.with_name(directory.name + "-away")
+        self.url = f"sqlite:///{directory}/pcm_ops_tools.db"
+        self.engine = make_engine(self.url, poolclass=NullPool)
+        self.sessions = session_factory(self.engine)
+
+    def down(self) -> None:
+        self.directory.rename(self.away)
+
+    def up(self) -> None:
+        self.away.rename(self.directory)
+
+
+@pytest.fixture
+def db(settings: Settings, initialized: InitReport, tmp_path: Path) -> Iterator[Database]:
+    directory = tmp_path / "db"
+    directory.mkdir()
+    for f in settings.data_dir.glob("pcm_ops_tools.db*"):
+        shutil.copy(f, directory / f.name)
+    database = Database(directory)
+    yield database
+    if database.away.exists():
+        database.up()
+    database.engine.dispose()
+
+
+@pytest.fixture
+def rt(make_runtime: MakeRuntime, db: Database) -> FlagRuntime:
+    """A runtime that read the store once (so the last-known state file exists)."""
+    runtime = make_runtime(sessions=db.sessions, poll_interval=0.01)
+    runtime.refresh(force=True)
+    return runtime
+
+
+def effective() -> dict[str, bool]:
+    return {n: f.enabled for n, f in current().flags.items()}
+
+
+def stored(sessions: sessionmaker[Session]) -> dict[str, bool]:
+    with sessions() as s:
+        return {r.name: r.enabled for r in s.scalars(select(FlagRow))}
+
+
+def count(sessions: sessionmaker[Session], model: type[AuditEvent] | type[RollbackRecord]) -> int:
+    with sessions() as s:
+        return s.scalar(select(func.count()).select_from(model)) or 0
+
+
+def archived(settings: Settings) -> list[Path]:
+    return sorted(settings.data_dir.glob("rollback_journal.applied-*.jsonl"))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
+        time.sleep(0.002)
+
+
+# -- journaling ---------------------------------------------------------------------------
+def test_the_journal_lives_beside_the_state_file(settings: Settings, rt: FlagRuntime) -> None:
+    assert settings.rollback_journal_file == settings.data_dir / "rollback_journal.jsonl"
+    assert rt.journal_file == settings.rollback_journal_file
+
+
+def test_an_emergency_rollback_while_down_is_journaled_and_served(
+    rt: FlagRuntime, db: Database, settings: Settings
+) -> None:
+    db.down()
+    result = rt.rollback(None, actor="token:admin", method="emergency", reason="5xx spike")
+
+    assert (result.verification, result.record_id) == ("journaled", None)
+    assert result.journal_id is not None
+    on = sorted(n for n, v in DEFAULTS.items() if v != ROLLBACK_VALUES[n])
+    assert [c["flag"] for c in result.changed] == on
+    assert effective() == ROLLBACK_VALUES
+    assert current().journaled == (result.journal_id,)
+    assert current().from_last_known_state is True
+    assert {current().flags[n].source for n in on} == {"journal"}
+    assert current().flags[on[0]].updated_by == "token:admin"
+
+    path = settings.rollback_journal_file
+    assert path.stat().st_mode & 0o777 == 0o600
+    (line,) = path.read_text().splitlines()
+    entry = json.loads(line)
+    assert {k: entry[k] for k in ("id", "actor", "method", "reason", "names")} == {
+        "id": result.journal_id,
+        "actor": "token:admin",
+        "method": "emergency",
+        "reason": "5xx spike",
+        "names": "ALL",
+    }
+    health = rt.health()
+    assert health["status"] == "unhealthy"
+    assert health["journaled_rollbacks"] == [result.journal_id]
+
+
+def test_a_flag_rollback_and_a_disabling_toggle_are_journaled(
+    rt: FlagRuntime, db: Database, settings: Settings
+) -> None:
+    db.down()
+    r = rt.rollback([CSRF], actor="a", method="feature_flag", reason="")
+    t = rt.toggle(XSS, False, actor="b", method="api", reason="UI broken")
+    assert r.changed == [{"flag": CSRF, "from": True, "to": False}]
+    assert (t.old, t.new, t.journal_id is not None) == (True, False, True)
+    assert is_enabled(CSRF) is False and is_enabled(XSS) is False
+    assert len(journal_mod.read(settings.rollback_journal_file)) == 2
+
+
+def test_enabling_while_down_is_refused(rt: FlagRuntime, db: Database, settings: Settings) -> None:
+    rt.toggle(CSRF, False, actor="a", method="api")
+    db.down()
+    with pytest.raises(FlagStoreUnavailable, match="cannot enable 'csrf_tokens_enabled'"):
+        rt.toggle(CSRF, True, actor="a", method="api")
+    assert is_enabled(CSRF) is False
+    assert not settings.rollback_journal_file.exists()
+
+
+def test_enabling_while_down_in_rollback_mode_is_a_rollback_mode_refusal(
+    make_runtime: MakeRuntime, rt: FlagRuntime, db: Database
+) -> None:
+    strict = make_runtime(sessions=db.sessions, rollback_mode=True)
+    db.down()
+    with pytest.raises(RollbackModeActive):
+        strict.toggle(CSRF, True, actor="a", method="api")
+
+
+def test_unknown_flags_while_down_journal_nothing(
+    rt: FlagRuntime, db: Database, settings: Settings
+) -> None:
+    db.down()
+    with pytest.raises(FlagNotFound):
+        rt.rollback(["no_such_flag"], actor="a", method="feature_flag")
+    with pytest.raises(FlagNotFound):
+        rt.toggle("no_such_flag", False, actor="a", method="api")
+    assert not settings.rollback_journal_file.exists()
+
+
+def test_without_a_state_file_a_rollback_while_down_is_refused(
+    make_runtime: MakeRuntime, db: Database
+) -> None:
+    bare = make_runtime(sessions=db.sessions, state_file=None)
+    bare.refresh(force=True)
+    db.down()
+    with pytest.raises(FlagStoreUnavailable, match="could not store"):
+        bare.rollback(None, actor="a", method="emergency")
+
+
+def test_a_process_started_during_the_outage_serves_the_journal(
+    rt: FlagRuntime, make_runtime: MakeRuntime, db: Database
+) -> None:
+    db.down()
+    rt.rollback([CSRF], actor="a", method="feature_flag")
+    snapshot.reset()  # a fresh process
+    fresh = make_runtime(sessions=db.sessions)
+    with pytest.raises(FlagStoreUnavailable, match="unreachable"):
+        fresh.refresh(force=True)
+    assert is_enabled(CSRF) is False
+    assert current().flags[CSRF].source == "journal"
+
+
+# -- replay -------------------------------------------------------------------------------
+def test_the_store_coming_back_replays_the_journal_once(
+    rt: FlagRuntime, db: Database, settings: Settings
+) -> None:
+    records, events = count(db.sessions, RollbackRecord), count(db.sessions, AuditEvent)
+    db.down()
+    result = rt.rollback(None, actor="token:admin", method="emergency", reason="5xx spike")
+    db.up()
+
+    rt.refresh()
+    assert stored(db.sessions) == ROLLBACK_VALUES
+    assert effective() == ROLLBACK_VALUES
+    assert current().journaled == () and current().from_last_known_state is False
+    assert not settings.rollback_journal_file.exists()
+    assert len(archived(settings)) == 1
+    assert count(db.sessions, RollbackRecord) == records + 1
+    assert count(db.sessions, AuditEvent) == events + len(result.changed)
+    with db.sessions() as s:
+        record = s.scalars(select(RollbackRecord).order_by(RollbackRecord.id.desc())).first()
+        assert record is not None
+        assert (record.method, record.actor, record.feature) == ("emergency", "token:admin", "ALL")
+        assert record.trigger.startswith(f"5xx spike ({SUFFIX} ")
+        assert str(result.journal_id) in record.trigger
+        assert record.verification == "success"
+        reasons = {e.reason for e in s.scalars(select(AuditEvent).where(AuditEvent.id > events))}
+        assert reasons == {record.trigger}
+        assert verify_chain(s).ok
+    assert rt.health()["journaled_rollbacks"] == []
+    assert rt.health()["status"] == "healthy"
+
+
+def test_a_replay_after_a_crash_before_the_rename_applies_nothing_twice(
+    rt: FlagRuntime, db: Database, settings: Settings
+) -> None:
+    db.down()
+    rt.rollback([CSRF], actor="a", method="feature_flag", reason="r")
+    rt.toggle(XSS, False, actor="b", method="api", reason="t")
+    kept = settings.rollback_journal_file.read_text()
+    db.up()
+    assert len(rt.replay_journal()) == 2
+    records, events = count(db.sessions, RollbackRecord), count(db.sessions, AuditEvent)
+
+    # The crash: the commit happened, the rename did not (the journal is still there).
+    settings.rollback_journal_file.write_text(kept)
+    assert rt.replay_journal() == []
+    assert (count(db.sessions, RollbackRecord), count(db.sessions, AuditEvent)) == (
+        records,
+        events,
+    )
+    assert not settings.rollback_journal_file.exists()
+    assert len(archived(settings)) == 2
+    with db.sessions() as s:
+        assert verify_chain(s).ok
+
+
+def test_a_change_after_the_outage_lands_after_the_journaled_ones(
+    rt: FlagRuntime, db: Database, settings: Settings
+) -> None:
+    db.down()
+    rt.rollback([CSRF], actor="a", method="feature_flag")
+    db.up()
+    rt.toggle(CSRF, True, actor="b", method="api", reason="fixed")  # replays first
+    assert is_enabled(CSRF) is True
+    with db.sessions() as s:
+        last_two = list(s.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(2)))
+    assert [(e.new_value, e.actor) for e in reversed(last_two)] == [(False, "a"), (True, "b")]
+    assert not settings.rollback_journal_file.exists()
+
+
+def test_the_poller_replays_when_the_store_returns(rt: FlagRuntime, db: Database) -> None:
+    rt.start_polling()
+    db.down()
+    rt.rollback([CSRF], actor="a", method="feature_flag")
+    db.up()
+    wait_for(lambda: current().journaled == () and not current().from_last_known_state)
+    assert stored(db.sessions)[CSRF] is False
+
+
+# -- another process ----------------------------------------------------------------------
+OTHER_WORKER = """
+import sys, time
+from pathlib import Path
+from sqlalchemy.pool import NullPool
+from backend.db.session import make_engine, session_factory
+from backend.flags import FlagRuntime, FlagStoreUnavailable
+engine = make_engine(sys.argv[1], poolclass=NullPool)
+rt = FlagRuntime(session_factory(engine), state_file=Path(sys.argv[2]))
+try:
+    rt.refresh(force=True)
+except FlagStoreUnavailable:
+    pass  # serving the last-known state, as a worker started during the outage does
+result = rt.rollback(["csrf_tokens_enabled"], actor="worker-a", method="feature_flag")
+print(result.verification, time.time())
+"""
+
+
+def test_a_rollback_journaled_by_another_process_is_served_here_within_100_ms(
+    rt: FlagRuntime, db: Database, settings: Settings
+) -> None:
+    rt.start_polling()
+    db.down()
+    time.sleep(0.1)  # the poller has noticed the outage
+    seen: list[float] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while is_enabled(CSRF) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        seen.append(time.time())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    done = subprocess.run(
+        [sys.executable, "-c", OTHER_WORKER, db.url, str(settings.state_file)],
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
+    watcher.join()
+    verification, journaled_at = done.stdout.split()
+    assert verification == "journaled"
+    assert is_enabled(CSRF) is False
+    assert current().flags[CSRF].updated_by == "worker-a"
+    assert seen[0] - float(journaled_at) < 0.1
