@@ -4,32 +4,54 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from backend.flags.models import AuditEvent, FlagStoreRow
 
 GENESIS = "0" * 64
+_EVENTS: Table = AuditEvent.__table__  # type: ignore[assignment]
 
 
-def _digest(prev_hash: str, event: AuditEvent) -> str:
+def _digest_fields(prev_hash: str, e: Mapping[str, Any]) -> str:
+    """The hash of one event (given as its column values) chained after `prev_hash`."""
     body = {
-        "id": event.id,
-        "at": event.at.isoformat(),
-        "flag": event.flag_name,
-        "actor": event.actor,
-        "method": event.method,
-        "old": event.old_value,
-        "new": event.new_value,
-        "reason": event.reason,
-        "version": event.version,
-        "record": event.rollback_record_id,
+        "id": e["id"],
+        "at": e["at"].isoformat(),
+        "flag": e["flag_name"],
+        "actor": e["actor"],
+        "method": e["method"],
+        "old": e["old_value"],
+        "new": e["new_value"],
+        "reason": e["reason"],
+        "version": e["version"],
+        "record": e["rollback_record_id"],
     }
     payload = prev_hash + json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+_HASHED = (
+    "id",
+    "at",
+    "flag_name",
+    "actor",
+    "method",
+    "old_value",
+    "new_value",
+    "reason",
+    "version",
+    "rollback_record_id",
+)
+
+
+def _digest(prev_hash: str, event: AuditEvent) -> str:
+    return _digest_fields(prev_hash, {name: getattr(event, name) for name in _HASHED})
 
 
 def append_events(
@@ -48,6 +70,24 @@ def append_events(
     session.add_all(events)
     store.audit_head = prev
     store.audit_count += len(events)
+
+
+def append_rows(
+    session: Session, store: FlagStoreRow, rows: list[dict[str, Any]], *, next_id: int
+) -> None:
+    """Like append_events, for many events at once: hashed as plain values and written with
+    one multi-row INSERT instead of one ORM object each (an emergency rollback of 1,000 flags)."""
+    prev = store.audit_head or GENESIS
+    for offset, row in enumerate(rows):
+        row.setdefault("rollback_record_id", None)
+        row["id"] = next_id + offset
+        row["prev_hash"] = prev
+        row["hash"] = prev = _digest_fields(prev, row)
+    if rows:
+        # Core, not the ORM's bulk mode: the rows are complete, nothing to track.
+        session.execute(insert(_EVENTS), rows)
+    store.audit_head = prev
+    store.audit_count += len(rows)
 
 
 def next_event_id(session: Session) -> int:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Session
 
 from backend.db.base import utcnow
-from backend.flags.audit import append_events, next_event_id
+from backend.flags.audit import append_events, append_rows, next_event_id
 from backend.flags.errors import FlagNotFound, FlagStoreUnavailable, RollbackModeActive
 from backend.flags.models import AuditEvent, FlagRow, FlagStoreRow, RollbackRecord
 from backend.flags.registry import DEFAULT_FLAGS, MAX_FLAG_NAME_LENGTH, FlagDefinition
@@ -145,23 +146,34 @@ def rollback_flags(
     method: str,
     reason: str = "",
 ) -> RollbackOutcome:
-    """Set the named flags (all when None) to their rollback values, with audit and a record."""
+    """Set the named flags (all when None) to their rollback values, with audit and a record.
+
+    Set-based: one UPDATE for every flag, one INSERT for every audit event, so that rolling
+    back a thousand flags costs a few statements, not a few thousand ORM operations."""
     started = time.perf_counter()
     store = lock_store(session)
-    query = select(FlagRow).order_by(FlagRow.name)
+    scope = FlagRow.name.in_(names) if names is not None else true()
     if names is not None:
         for name in names:
             _checked_name(name)
-        query = query.where(FlagRow.name.in_(names))
-    rows = list(session.scalars(query))
-    if names is not None and len(rows) != len(set(names)):
-        missing = sorted(set(names) - {r.name for r in rows})
+    current = session.execute(
+        select(FlagRow.name, FlagRow.enabled, FlagRow.rollback_value, FlagRow.requires_restart)
+        .where(scope)
+        .order_by(FlagRow.name)
+    ).all()
+    if names is not None and len(current) != len(set(names)):
+        missing = sorted(set(names) - {r.name for r in current})
         raise FlagNotFound(missing[0])
     now = utcnow()
-    changes = [Change(r.name, r.enabled, r.rollback_value, r.requires_restart) for r in rows]
-    for row in rows:
-        if row.enabled != row.rollback_value:
-            row.enabled, row.updated_at, row.updated_by = row.rollback_value, now, actor
+    changes = [Change(r.name, r.enabled, r.rollback_value, r.requires_restart) for r in current]
+    changed = [c for c in changes if c.changed]
+    if changed:
+        session.execute(
+            update(FlagRow)
+            .where(scope, FlagRow.enabled != FlagRow.rollback_value)
+            .values(enabled=FlagRow.rollback_value, updated_at=now, updated_by=actor)
+            .execution_options(synchronize_session=False)
+        )
     record = RollbackRecord(
         started_at=now,
         feature="ALL" if names is None else ",".join(sorted(set(names))),
@@ -169,33 +181,31 @@ def rollback_flags(
         method=method,
         actor=actor,
         version=store.version,
-        changes=[{"flag": c.name, "from": c.old, "to": c.new} for c in changes if c.changed],
+        changes=[{"flag": c.name, "from": c.old, "to": c.new} for c in changed],
     )
     session.add(record)
     session.flush()
-    events = [
-        AuditEvent(
-            at=now,
-            flag_name=c.name,
-            actor=actor,
-            method=method,
-            old_value=c.old,
-            new_value=c.new,
-            reason=reason,
-            version=store.version,
-            rollback_record_id=record.id,
-        )
-        for c in changes
-        if c.changed
+    events: list[dict[str, Any]] = [
+        {
+            "at": now,
+            "flag_name": c.name,
+            "actor": actor,
+            "method": method,
+            "old_value": c.old,
+            "new_value": c.new,
+            "reason": reason,
+            "version": store.version,
+            "rollback_record_id": record.id,
+        }
+        for c in changed
     ]
-    append_events(session, store, events, next_id=next_event_id(session))
-    session.flush()
+    append_rows(session, store, events, next_id=next_event_id(session))
     # Verification: read the rows back inside the transaction before it commits.
-    wrong = session.scalars(
-        select(FlagRow.name)
-        .where(FlagRow.name.in_([r.name for r in rows]))
-        .where(FlagRow.enabled != FlagRow.rollback_value)
-    ).all()
+    wrong = session.scalar(
+        select(func.count())
+        .select_from(FlagRow)
+        .where(scope, FlagRow.enabled != FlagRow.rollback_value)
+    )
     record.verification = "success" if not wrong else "failed"
     record.duration_ms = (time.perf_counter() - started) * 1000
     return RollbackOutcome(record.id, store.version, changes, record.verification)
