@@ -9,17 +9,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from backend.api.aws_credentials import CallerDep, provider_secret
+from backend.api.aws_credentials import CallerDep
 from backend.api.aws_errors import AwsRoute
 from backend.api.deps import MAX_DB_INT, DbDep, Offset, Operator, Viewer
+from backend.aws import caller as use_cases
 from backend.aws import runs as service
-from backend.aws.clients import AwsConnector
-from backend.aws.credentials import list_credentials
-from backend.aws.errors import CredentialsNotFound, ProviderDisabled
-from backend.aws.providers import list_providers
 from backend.aws.schemas import RunRequest
-from backend.aws.tools import CATALOG, get_tool
-from backend.aws.verification import check_credentials
+from backend.aws.tools import CATALOG
 
 router = APIRouter(tags=["aws"], route_class=AwsRoute)
 RunId = Path(ge=1, le=MAX_DB_INT)
@@ -46,28 +42,12 @@ def run_tool(
     who: Operator, caller: CallerDep, body: RunRequest, tool_name: str = Path(max_length=64)
 ) -> dict[str, Any]:
     """Run a tool with the caller's credentials for the provider; the run is recorded."""
-    tool = get_tool(tool_name)
     try:
-        params = tool.params.model_validate(body.params)
+        run = use_cases.run_tool(caller=caller, tool_name=tool_name, request=body, actor=who.name)
     except ValidationError as exc:
         raise RequestValidationError(
             [{**e, "loc": ("body", "params", *e["loc"])} for e in exc.errors()]
         ) from None
-    provider, secret = provider_secret(caller, body.provider_id)
-    if not provider.enabled:
-        raise ProviderDisabled(provider.name)
-    regions = body.regions or list(provider.regions or [provider.default_region])
-    run = service.execute(
-        tool=tool,
-        provider=provider,
-        regions=regions,
-        params=params,
-        aws=AwsConnector(caller.settings, secret),
-        workers=caller.settings.aws_max_workers,
-        actor=who.name,
-    )
-    with caller.db.begin():
-        caller.db.add(run)
     return {**service.summary(run), "columns": run.columns, "rows": run.rows}
 
 
@@ -112,37 +92,4 @@ def aws_check_credentials(
     provider_id: Annotated[int | None, Query(ge=1, le=MAX_DB_INT)] = None,
 ) -> dict[str, Any]:
     """Whether the caller's stored credentials work (STS GetCallerIdentity)."""
-    if provider_id is None:
-        # The caller's first provider with credentials, else the first provider.
-        with caller.db.begin():
-            stored = list_credentials(db=caller.db, owner=caller.owner, session=caller.session)
-            providers = list_providers(db=caller.db)
-        if stored:
-            provider_id = stored[0].provider_id
-        elif providers:
-            provider_id = providers[0].id
-        else:
-            return _not_configured(caller.owner, "no provider is defined yet")
-    try:
-        provider, secret = provider_secret(caller, provider_id)
-    except CredentialsNotFound as exc:
-        return _not_configured(caller.owner, str(exc), provider_id)
-    result = check_credentials(aws=AwsConnector(caller.settings, secret), provider=provider)
-    return {
-        **result,
-        "configured": True,
-        "provider_id": provider.id,
-        "provider": provider.name,
-        "access_key_id": f"****{secret.hint}",
-    }
-
-
-def _not_configured(owner: str, error: str, provider_id: int | None = None) -> dict[str, Any]:
-    return {
-        "valid": False,
-        "configured": False,
-        "account": None,
-        "arn": None,
-        "error": error,
-        "provider_id": provider_id,
-    }
+    return use_cases.check_caller_credentials(caller=caller, provider_id=provider_id)

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response, status
-from sqlalchemy.orm import Session
 
 from backend.api.aws_errors import AwsRoute
 from backend.api.deps import MAX_DB_INT, DbDep, SettingsDep, Viewer
 from backend.aws import credentials as service
+from backend.aws.caller import AwsCaller, CallerSession
 from backend.aws.errors import CredentialsNotFound
 from backend.aws.providers import get_provider
 from backend.aws.schemas import CredentialsIn
 from backend.aws.secrets import AwsSecret
 from backend.aws.sweeper import FLAG, CredentialSweeper
-from backend.core.config import Settings
 from backend.flags import current
 from backend.security.credentials_crypto import KeyRingSource
 from backend.security.flag import enabled
@@ -44,30 +42,6 @@ router = APIRouter(
 ProviderId = Path(ge=1, le=MAX_DB_INT)
 
 
-@dataclass(frozen=True)
-class _CallerSession:
-    store: SessionStore
-    session_id: str
-
-    def read(self) -> dict[str, Any]:
-        return self.store.read(self.session_id)
-
-    def update(self, mutate: Callable[[dict[str, Any]], None]) -> Any:
-        return self.store.update(self.session_id, mutate)
-
-
-@dataclass(frozen=True)
-class AwsCaller:
-    """The caller as the AWS side sees it: owner name, session (if any), keys, flag state."""
-
-    owner: str
-    db: Session
-    keys: KeyRingSource
-    session: _CallerSession | None
-    secure: bool
-    settings: Settings
-
-
 def get_keys(request: Request) -> KeyRingSource:
     keys: KeyRingSource | None = getattr(request.app.state, "aws_keys", None)
     if keys is None:  # the app was served without its lifespan
@@ -84,7 +58,7 @@ def aws_caller(
 ) -> AwsCaller:
     session_id = getattr(request.state, "session_id", None) or who.session_id
     store: SessionStore | None = getattr(request.app.state, "session_store", None)
-    session = _CallerSession(store, session_id) if store and session_id else None
+    session = CallerSession(store, session_id) if store and session_id else None
     caller = AwsCaller(who.name, db, keys, session, enabled(FLAG), settings)
     if caller.secure and session is not None:
         # Credentials stored while the flag was off move into sealed rows on first use.
@@ -97,20 +71,6 @@ def aws_caller(
 
 
 CallerDep = Annotated[AwsCaller, Depends(aws_caller)]
-
-
-def provider_secret(caller: AwsCaller, provider_id: int) -> tuple[Any, AwsSecret]:
-    """The provider and the caller's usable credentials for it."""
-    with caller.db.begin():
-        provider = get_provider(db=caller.db, provider_id=provider_id)
-        secret = service.load_credentials(
-            db=caller.db,
-            keys=caller.keys,
-            owner=caller.owner,
-            provider=provider,
-            session=caller.session,
-        )
-    return provider, secret
 
 
 @router.get("")

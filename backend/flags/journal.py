@@ -239,6 +239,8 @@ def replay(session: Session, entries: list[JournalEntry]) -> list[JournalEntry]:
         except FlagNotFound as exc:
             log.error("journaled rollback %s not replayed: %s", entry.id, exc)
             continue
+        # The set-based rollback updates rows behind the ORM's back: reload them for the next.
+        session.expire_all()
         done.add(entry.id)
         applied.append(entry)
     return applied

@@ -359,7 +359,7 @@ class FlagRuntime:
     ) -> ToggleResult:
         # Journaled rollbacks happened first: they go into the store before this change.
         with contextlib.suppress(SQLAlchemyError):
-            self.replay_journal()
+            self.replay_journal(force=True)
         try:
             with self.sessions.begin() as s:
                 change, version = service.set_flag(
@@ -399,7 +399,7 @@ class FlagRuntime:
         journaled instead when the store is unreachable."""
         started = time.perf_counter()
         with contextlib.suppress(SQLAlchemyError):
-            self.replay_journal()
+            self.replay_journal(force=True)
         try:
             with self.sessions.begin() as s:
                 outcome = service.rollback_flags(
@@ -573,11 +573,16 @@ class FlagRuntime:
             journal_id=entry.id,
         )
 
-    def replay_journal(self) -> list[str]:
+    def replay_journal(self, *, force: bool = False) -> list[str]:
         """Put journaled rollbacks into the store (one transaction, each entry once), then move
-        the journal aside. Raises SQLAlchemyError while the store is still unreachable."""
+        the journal aside. Raises SQLAlchemyError while the store is still unreachable.
+
+        After a failure, the poller's calls wait a second; `force` (a change about to be made,
+        which must land after the journaled ones) does not."""
         path = self.journal_file
-        if path is None or not path.exists() or time.monotonic() < self._replay_retry_at:
+        if path is None or not path.exists():
+            return []
+        if not force and time.monotonic() < self._replay_retry_at:
             return []
         try:
             with journal.locked(path):
@@ -594,6 +599,7 @@ class FlagRuntime:
                         archived.name,
                     )
         except SQLAlchemyError:
+            self._replay_retry_at = time.monotonic() + 0.2
             raise
         except Exception:
             # Never let a replay problem stop the poller or a rollback: retry in a second.

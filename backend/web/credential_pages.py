@@ -12,11 +12,11 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from backend.api import aws as aws_api
-from backend.api.aws_credentials import AwsCaller, CallerDep
+from backend.api.aws_credentials import CallerDep
 from backend.api.aws_errors import status_of
 from backend.api.deps import MAX_DB_INT
 from backend.aws import credentials as service
+from backend.aws.caller import AwsCaller, check_caller_credentials
 from backend.aws.errors import AwsError
 from backend.aws.providers import get_provider, list_providers
 from backend.aws.schemas import CredentialsIn
@@ -104,8 +104,7 @@ def credentials_page(
     result = None
     if check is not None:
         try:
-            # The API's own check (GET /api/auth/aws-check-credentials), called as a function.
-            result = aws_api.aws_check_credentials(caller, check)
+            result = check_caller_credentials(caller=caller, provider_id=check)
         except (AwsError, KeyRingError) as exc:
             result = {"valid": False, "provider_id": check, "error": str(exc)}
     return _credentials_page(request, caller, check=result, notice=notice)

@@ -17,11 +17,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from backend.api import aws as aws_api
 from backend.api.aws_credentials import CallerDep
 from backend.api.aws_errors import status_of
 from backend.api.deps import MAX_DB_INT, DbDep
+from backend.aws import caller as use_cases
 from backend.aws import runs as service
+from backend.aws.caller import AwsCaller
 from backend.aws.errors import AwsError, CredentialsNotFound
 from backend.aws.providers import list_providers
 from backend.aws.schemas import RunRequest
@@ -204,7 +205,12 @@ async def run_tool(
     return RedirectResponse(f"/tools/runs/{result['id']}", status_code=303)
 
 
-def _run(who: Principal, caller: Any, body: RunRequest, tool_name: str) -> dict[str, Any]:
-    # The API's own use case: parameters checked, provider enabled, run recorded. There is no
-    # service function for it yet (it lives in backend/api/aws.py), so the page calls it as is.
-    return aws_api.run_tool(who, caller, body, tool_name)
+def _run(who: Principal, caller: AwsCaller, body: RunRequest, tool_name: str) -> dict[str, Any]:
+    """The API's own use case: parameters checked, provider enabled, run recorded."""
+    try:
+        run = use_cases.run_tool(caller=caller, tool_name=tool_name, request=body, actor=who.name)
+    except ValidationError as exc:  # the tool's parameters: same shape as the API's 422
+        raise RequestValidationError(
+            [{**e, "loc": ("body", "params", *e["loc"])} for e in exc.errors()]
+        ) from None
+    return {"id": run.id}

@@ -73,7 +73,11 @@ def test_a_database_outage_is_unhealthy_and_served_from_last_known_state(
     assert int(r.headers["X-Flags-Version"]) == version
     assert snapshot.current().flags["csrf_tokens_enabled"].enabled is False
 
-    # Authenticated calls need the database: an honest 503, not a 500.
+    # The local admin token still authenticates (degraded) and reads flags from the snapshot;
+    # calls that need the database get an honest 503, not a 500.
     r = client.get("/api/feature-flags", headers=admin_headers)
+    assert r.status_code == 200
+    assert r.json()["from_last_known_state"] is True
+    r = client.get("/api/feature-flags/audit", headers=admin_headers)
     assert r.status_code == 503
     assert "database is unavailable" in r.json()["detail"]
