@@ -8,14 +8,11 @@ rollbacks are journaled (backend.flags.journal) and replayed when the store answ
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -24,7 +21,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.flags import journal, service, snapshot
+from backend.flags import journal, last_known, service, snapshot
 from backend.flags.errors import (
     ConfigurationError,
     FlagNotFound,
@@ -32,7 +29,8 @@ from backend.flags.errors import (
     RollbackModeActive,
 )
 from backend.flags.journal import JournalEntry
-from backend.flags.models import FlagRow, FlagStoreRow
+from backend.flags.last_known import FlagRecord
+from backend.flags.models import FlagStoreRow
 from backend.flags.snapshot import FlagState, Snapshot
 
 log = logging.getLogger("pcm_ops_tools.flags")
@@ -98,7 +96,7 @@ class FlagRuntime:
 
     # -- reading the store ------------------------------------------------------------
     def _build(
-        self, version: int, rows: list[FlagRow], entries: list[JournalEntry] | None = None
+        self, version: int, rows: list[FlagRecord], entries: list[JournalEntry] | None = None
     ) -> Snapshot:
         entries = entries or []
         states: dict[str, FlagState] = {}
@@ -173,12 +171,13 @@ class FlagRuntime:
                         or current.from_last_known_state
                         or sig != self._journal_sig
                     ):
-                        rows = list(s.scalars(select(FlagRow).order_by(FlagRow.name)))
+                        rows = last_known.read_records(s)
                         self.check_overrides({r.name for r in rows})
                         snap = self._build(version, rows, journal.read(self.journal_file))
                         snapshot.publish(snap)
                         self._journal_sig = sig
-                        self._save_last_known(snap)
+                        if self.state_file is not None:
+                            last_known.save(self.state_file, version, rows)
             except SQLAlchemyError as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 if self._serve_offline() is None:
@@ -189,33 +188,6 @@ class FlagRuntime:
             self.last_sync = time.monotonic()
             self.last_error = None
             return snapshot.current()
-
-    def _save_last_known(self, snap: Snapshot) -> None:
-        if self.state_file is None:
-            return
-        data = {
-            "version": snap.version,
-            "saved_at": time.time(),
-            "flags": {
-                n: {
-                    "stored_enabled": f.stored_enabled,
-                    "rollback_value": f.rollback_value,
-                    "requires_restart": f.requires_restart,
-                    "description": f.description,
-                    "phase": f.phase,
-                    "risk": f.risk,
-                    "updated_at": f.updated_at,
-                    "updated_by": f.updated_by,
-                }
-                for n, f in snap.flags.items()
-            },
-        }
-        tmp = self.state_file.with_name(f".{self.state_file.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, self.state_file)
-        except OSError as exc:
-            log.warning("could not write last-known flag state %s: %s", self.state_file, exc)
 
     def _serve_offline(self, *, force: bool = False) -> Snapshot | None:
         """With the store unreachable: publish the last-known state with the journal laid over
@@ -232,28 +204,11 @@ class FlagRuntime:
         return loaded
 
     def _load_last_known(self) -> Snapshot | None:
-        if self.state_file is None or not self.state_file.exists():
+        loaded = last_known.load(self.state_file)
+        if loaded is None:
             return None
-        try:
-            data = json.loads(self.state_file.read_text())
-            rows = [
-                FlagRow(
-                    name=n,
-                    enabled=f["stored_enabled"],
-                    rollback_value=f["rollback_value"],
-                    requires_restart=f["requires_restart"],
-                    description=f["description"],
-                    phase=f["phase"],
-                    risk=f["risk"],
-                    updated_at=datetime.fromisoformat(f["updated_at"]),
-                    updated_by=f["updated_by"],
-                )
-                for n, f in data["flags"].items()
-            ]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("last-known flag state %s is unreadable: %s", self.state_file, exc)
-            return None
-        snap = self._build(int(data["version"]), rows, journal.read(self.journal_file))
+        version, rows = loaded
+        snap = self._build(version, rows, journal.read(self.journal_file))
         log.warning(
             "Feature flag store unreachable: serving last-known state version %s%s",
             snap.version,
@@ -457,7 +412,8 @@ class FlagRuntime:
             raise FlagStoreUnavailable(f"could not store the change: {problem}") from cause
         served = snapshot.current()
         if served.version >= 0 and not self.state_file.exists():
-            self._save_last_known(served)  # the journal must lie over a durable state
+            # The journal must lie over a durable state.
+            last_known.save(self.state_file, served.version, last_known.records_of(served))
         loaded = self._serve_offline()
         if loaded is None or not self.state_file.exists():
             raise FlagStoreUnavailable(
