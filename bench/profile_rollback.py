@@ -30,7 +30,7 @@ from backend.core.log import configure_logging
 from backend.db.base import utcnow
 from backend.db.init_db import init_db
 from backend.db.session import engine_for, session_factory
-from backend.flags import FlagRuntime, service
+from backend.flags import FlagRuntime, last_known, service
 from backend.flags.models import FlagRow
 from backend.flags.registry import FlagDefinition, Risk
 from backend.flags.service import create_flag, lock_store
@@ -96,11 +96,11 @@ def pieces(rig: Rig) -> list[tuple[str, Callable[[], object]]]:
 
     def load_rows() -> None:
         with rig.sessions() as s:
-            list(s.scalars(select(FlagRow).order_by(FlagRow.name)))
+            last_known.read_records(s)
 
     with rig.sessions() as s:
-        rows = list(s.scalars(select(FlagRow).order_by(FlagRow.name)))
-    snap = rig.runtime.refresh(force=True)
+        rows = last_known.read_records(s)
+    state_file = rig.runtime.state_file or Path(tempfile.mkdtemp()) / "state.json"
 
     def log_lines() -> None:
         for i in range(n_changed):
@@ -117,12 +117,9 @@ def pieces(rig: Rig) -> list[tuple[str, Callable[[], object]]]:
         ("  service.rollback_flags, rolled back", service_no_commit),
         (f"  {n_changed} 'Feature flag ... changed' log lines", log_lines),
         ("  runtime.refresh(force=True)", lambda: rig.runtime.refresh(force=True)),
-        ("    ORM select of every FlagRow", load_rows),
+        ("    column select of every flag", load_rows),
         ("    FlagRuntime._build (FlagState objects)", lambda: rig.runtime._build(1, rows)),
-        (
-            "    FlagRuntime._save_last_known (JSON file)",
-            lambda: rig.runtime._save_last_known(snap),
-        ),
+        ("    last_known.save (JSON file)", lambda: last_known.save(state_file, 1, rows)),
     ]
 
 
