@@ -53,9 +53,11 @@ def _checks(
 
 
 # -- users -------------------------------------------------------------------------------------
-def _users_page(
+def _admin_page(
     request: Request,
-    sessions: Any,
+    template: str,
+    listing: dict[str, Any],
+    default_form: dict[str, Any],
     *,
     form: dict[str, Any] | None = None,
     errors: FieldErrors | None = None,
@@ -64,20 +66,26 @@ def _users_page(
     error: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    with sessions() as s:
-        rows = [users.user_out(u) for u in users.list_users(s)]
+    """A list page of the admin area with its create form, errors and one-time secrets."""
     return page(
         request,
-        "admin_users.html",
+        template,
         status_code,
-        users=rows,
+        **listing,
         roles=ROLES,
-        form=form or {"username": "", "role": "viewer"},
+        form=form or default_form,
         errors=errors or {},
         shown_once=shown_once,
         notice=notice,
         error=error,
     )
+
+
+def _users_page(request: Request, sessions: Any, **shown: Any) -> HTMLResponse:
+    with sessions() as s:
+        rows = [users.user_out(u) for u in users.list_users(s)]
+    default = {"username": "", "role": "viewer"}
+    return _admin_page(request, "admin_users.html", {"users": rows}, default, **shown)
 
 
 @router.get("/users", response_class=HTMLResponse)
@@ -191,31 +199,11 @@ def _to_users(text: str) -> RedirectResponse:
 
 
 # -- tokens ------------------------------------------------------------------------------------
-def _tokens_page(
-    request: Request,
-    sessions: Any,
-    *,
-    form: dict[str, Any] | None = None,
-    errors: FieldErrors | None = None,
-    shown_once: dict[str, str] | None = None,
-    notice: str | None = None,
-    error: str | None = None,
-    status_code: int = 200,
-) -> HTMLResponse:
+def _tokens_page(request: Request, sessions: Any, **shown: Any) -> HTMLResponse:
     with sessions() as s:
         rows = [tokens.token_out(t) for t in tokens.list_tokens(s)]
-    return page(
-        request,
-        "admin_tokens.html",
-        status_code,
-        tokens=rows,
-        roles=ROLES,
-        form=form or {"name": "", "role": "viewer"},
-        errors=errors or {},
-        shown_once=shown_once,
-        notice=notice,
-        error=error,
-    )
+    default = {"name": "", "role": "viewer"}
+    return _admin_page(request, "admin_tokens.html", {"tokens": rows}, default, **shown)
 
 
 @router.get("/tokens", response_class=HTMLResponse)
