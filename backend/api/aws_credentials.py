@@ -11,11 +11,10 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response, status
 from backend.api.aws_errors import AwsRoute
 from backend.api.deps import MAX_DB_INT, DbDep, SettingsDep, Viewer
 from backend.aws import credentials as service
-from backend.aws.caller import AwsCaller, CallerSession
+from backend.aws.caller import AwsCaller, CallerSession, store_caller_credentials
 from backend.aws.errors import CredentialsNotFound
 from backend.aws.providers import get_provider
 from backend.aws.schemas import CredentialsIn
-from backend.aws.secrets import AwsSecret
 from backend.aws.sweeper import FLAG, CredentialSweeper
 from backend.flags import current
 from backend.security.credentials_crypto import KeyRingSource
@@ -89,23 +88,7 @@ def list_credentials(caller: CallerDep) -> dict[str, Any]:
 def store_credentials(
     caller: CallerDep, body: CredentialsIn, provider_id: int = ProviderId
 ) -> dict[str, Any]:
-    secret = AwsSecret(
-        access_key_id=body.access_key_id,
-        secret_access_key=body.secret_access_key.get_secret_value(),
-        session_token=body.session_token.get_secret_value() if body.session_token else None,
-        role_arn=body.role_arn,
-    )
-    with caller.db.begin():
-        provider = get_provider(db=caller.db, provider_id=provider_id)
-        info = service.store_credentials(
-            db=caller.db,
-            keys=caller.keys,
-            owner=caller.owner,
-            provider=provider,
-            secret=secret,
-            secure=caller.secure,
-            session=caller.session,
-        )
+    _, info = store_caller_credentials(caller=caller, provider_id=provider_id, body=body)
     return info.as_dict()
 
 

@@ -12,10 +12,11 @@ from sqlalchemy.orm import Session
 from backend.aws import credentials as credential_store
 from backend.aws import runs
 from backend.aws.clients import AwsConnector
+from backend.aws.credentials import CredentialInfo
 from backend.aws.errors import CredentialsNotFound, ProviderDisabled
 from backend.aws.models import Provider
 from backend.aws.providers import get_provider, list_providers
-from backend.aws.schemas import RunRequest
+from backend.aws.schemas import CredentialsIn, RunRequest
 from backend.aws.secrets import AwsSecret
 from backend.aws.tools import get_tool
 from backend.aws.verification import check_credentials
@@ -62,6 +63,31 @@ def provider_secret(caller: AwsCaller, provider_id: int) -> tuple[Provider, AwsS
             session=caller.session,
         )
     return provider, secret
+
+
+def store_caller_credentials(
+    *, caller: AwsCaller, provider_id: int, body: CredentialsIn
+) -> tuple[Provider, CredentialInfo]:
+    """Store (or replace) the caller's credentials for a provider: sealed in the database with
+    secure_credential_storage on, in the caller's session with it off."""
+    secret = AwsSecret(
+        access_key_id=body.access_key_id,
+        secret_access_key=body.secret_access_key.get_secret_value(),
+        session_token=body.session_token.get_secret_value() if body.session_token else None,
+        role_arn=body.role_arn,
+    )
+    with caller.db.begin():
+        provider = get_provider(db=caller.db, provider_id=provider_id)
+        info = credential_store.store_credentials(
+            db=caller.db,
+            keys=caller.keys,
+            owner=caller.owner,
+            provider=provider,
+            secret=secret,
+            secure=caller.secure,
+            session=caller.session,
+        )
+    return provider, info
 
 
 def run_tool(*, caller: AwsCaller, tool_name: str, request: RunRequest, actor: str) -> Any:

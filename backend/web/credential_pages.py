@@ -16,11 +16,10 @@ from backend.api.aws_credentials import CallerDep
 from backend.api.aws_errors import status_of
 from backend.api.deps import MAX_DB_INT
 from backend.aws import credentials as service
-from backend.aws.caller import AwsCaller, check_caller_credentials
+from backend.aws.caller import AwsCaller, check_caller_credentials, store_caller_credentials
 from backend.aws.errors import AwsError
 from backend.aws.providers import get_provider, list_providers
 from backend.aws.schemas import CredentialsIn
-from backend.aws.secrets import AwsSecret
 from backend.security.credentials_crypto import KeyRingError
 from backend.web.access import PageViewer
 from backend.web.forms import FieldErrors, field_errors
@@ -121,24 +120,10 @@ def store_credentials(
     form = CredentialForm(provider_id, submitted.access_key_id, submitted.role_arn)
     try:
         body = CredentialsIn.model_validate(submitted.data())
-        secret = AwsSecret(
-            access_key_id=body.access_key_id,
-            secret_access_key=body.secret_access_key.get_secret_value(),
-            session_token=body.session_token.get_secret_value() if body.session_token else None,
-            role_arn=body.role_arn,
+        provider, _stored = store_caller_credentials(
+            caller=caller, provider_id=provider_id, body=body
         )
-        with caller.db.begin():
-            provider = get_provider(db=caller.db, provider_id=provider_id)
-            service.store_credentials(
-                db=caller.db,
-                keys=caller.keys,
-                owner=caller.owner,
-                provider=provider,
-                secret=secret,
-                secure=caller.secure,
-                session=caller.session,
-            )
-            name = provider.name
+        name = provider.name
     except ValidationError as exc:
         form.errors = field_errors(exc.errors(), patterns=PATTERNS)
         return _credentials_page(request, caller, form=form, status_code=422)
