@@ -8,16 +8,12 @@ CI sets PCM_REQUIRE_POSTGRES=1, so there a missing server fails instead of skipp
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -28,8 +24,8 @@ from backend.flags import DEFAULT_FLAGS
 from backend.main import create_app
 from backend.security.tokens import Role, create_token
 from tests.e2e.conftest import Server
+from tests.postgres import admin_execute, scratch_database
 
-PG_ADMIN = os.environ.get("PCM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROLLBACK_VALUES = {d.name: d.rollback_value for d in DEFAULT_FLAGS}
 TO_CHANGE = sorted(d.name for d in DEFAULT_FLAGS if d.default != d.rollback_value)
 SUFFIX = "journaled while the database was down at"
@@ -40,44 +36,23 @@ class Postgres:
     name: str
     url: str
 
-    def _admin(self, sql: str, *params: Any) -> None:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(sql, params)  # type: ignore[arg-type]
-
     def down(self) -> None:
         """No new connections, and every open one (the servers' pools) is cut."""
-        self._admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
-        self._admin(
+        admin_execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
+        admin_execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = %s AND pid <> pg_backend_pid()",
             self.name,
         )
 
     def up(self) -> None:
-        self._admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+        admin_execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
 
 
 @pytest.fixture
 def pg() -> Iterator[Postgres]:
-    name = f"pcm_down_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        message = f"PostgreSQL NOT REACHABLE at {PG_ADMIN}: tests SKIPPED ({exc})"
-        if os.environ.get("PCM_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message)
-        warnings.warn(message, stacklevel=1)
-        pytest.skip(message)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    db = Postgres(name, f"{base}/{name}")
-    try:
-        yield db
-    finally:
-        db.up()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("pcm_down") as (name, url):
+        yield Postgres(name, url)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:

@@ -5,14 +5,10 @@ CI sets PCM_REQUIRE_POSTGRES=1, so there a missing server fails instead of skipp
 
 from __future__ import annotations
 
-import os
-import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,29 +19,13 @@ from backend.db.session import make_engine, session_factory
 from backend.flags import FlagRuntime
 from backend.flags.audit import verify_chain
 from backend.flags.models import AuditEvent, FlagRow
-
-PG_ADMIN = os.environ.get("PCM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+from tests.postgres import scratch_database
 
 
 @pytest.fixture(scope="module")
 def pg_database() -> Iterator[str]:
-    name = f"pcm_test_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        message = f"PostgreSQL NOT REACHABLE at {PG_ADMIN}: PostgreSQL tests SKIPPED ({exc})"
-        if os.environ.get("PCM_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message)
-        warnings.warn(message, stacklevel=1)
-        pytest.skip(message)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("pcm_test") as (_name, url):
+        yield url
 
 
 @pytest.fixture
