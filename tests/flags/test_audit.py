@@ -131,3 +131,42 @@ def test_event_as_dict_shows_who_what_when_and_why(chained: sessionmaker[Session
     assert d["rollback_record_id"] is None
     assert (r["flag_name"], r["method"], r["reason"]) == ("xss_protection_enabled", "cli", "INC-3")
     assert isinstance(r["rollback_record_id"], int)
+
+
+def test_the_hashed_body_is_canonical_json() -> None:
+    """The hand-written encoding equals json.dumps(sort_keys=True) for awkward values too."""
+    import json
+    from datetime import UTC, datetime
+
+    from backend.flags.audit import canonical
+
+    for reason, record, old in (
+        ("", None, None),
+        ('quotes " and \\ backslash', 7, True),
+        ("unicode é ✓ \u2028 and \n newline", 123456789, False),
+    ):
+        event = {
+            "id": 42,
+            "at": datetime(2026, 11, 26, 12, 0, 1, 5, tzinfo=UTC),
+            "flag_name": "xss_protection_enabled",
+            "actor": "user:zoë",
+            "method": "emergency",
+            "old_value": old,
+            "new_value": False,
+            "reason": reason,
+            "version": 9,
+            "rollback_record_id": record,
+        }
+        body = {
+            "id": 42,
+            "at": event["at"].isoformat(),
+            "flag": event["flag_name"],  # type: ignore[attr-defined]
+            "actor": event["actor"],
+            "method": event["method"],
+            "old": old,
+            "new": False,
+            "reason": reason,
+            "version": 9,
+            "record": record,
+        }
+        assert canonical(event) == json.dumps(body, sort_keys=True, separators=(",", ":"))
