@@ -11,7 +11,7 @@ import contextlib
 import re
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -68,15 +68,16 @@ def line_time(line: str) -> datetime | None:
     return moment.replace(microsecond=int(stamp.group(2)) * 1000).astimezone()
 
 
-def entries(path: Path, since: datetime | None = None) -> Iterator[tuple[datetime | None, str]]:
+def entries(
+    lines: Iterable[str], since: datetime | None = None
+) -> Iterator[tuple[datetime | None, str]]:
     """Lines of the log with their time; a traceback line takes the time of its entry."""
     current: datetime | None = None
-    with path.open(errors="replace") as fh:
-        for raw in fh:
-            line = raw.rstrip("\n")
-            current = line_time(line) or current
-            if since is None or (current is not None and current >= since):
-                yield current, line
+    for raw in lines:
+        line = raw.rstrip("\n")
+        current = line_time(line) or current
+        if since is None or (current is not None and current >= since):
+            yield current, line
 
 
 def is_error(line: str) -> bool:
@@ -99,21 +100,26 @@ def error_lines(path: Path, since: datetime) -> list[str]:
     """The runbook's error grep, limited to entries written at or after `since`."""
     if not path.exists():
         return []
-    return [line for _, line in entries(path, since) if is_error(line)]
-
-
-def follow(path: Path, *, flags: bool, errors: bool) -> None:
-    """Print lines as they are appended (tail -f), starting at the end; survives truncation."""
     with path.open(errors="replace") as fh:
-        fh.seek(0, 2)
+        return [line for _, line in entries(fh, since) if is_error(line)]
+
+
+def follow(path: Path, *, flags: bool, errors: bool, offset: int) -> None:
+    """Print lines as they are appended (tail -f) from `offset`; survives truncation."""
+    pending = ""
+    with path.open(errors="replace") as fh:
+        fh.seek(offset)
         while True:
-            line = fh.readline()
-            if line:
+            pending += fh.readline()
+            if pending.endswith("\n"):
+                line, pending = pending, ""
                 if matches(line, flags=flags, errors=errors):
                     console.print(line.rstrip("\n"), markup=False)
                 continue
+            # At the end, maybe with half a line: wait for the writer to finish it.
             if path.exists() and path.stat().st_size < fh.tell():
                 fh.seek(0)  # the log was truncated or rotated in place
+                pending = ""
             time.sleep(0.2)
 
 
@@ -144,9 +150,11 @@ def logs(
         fail(str(exc), BAD_INPUT)
     count = lines or (10 if errors and not flags else 20)
     tail: deque[str] = deque(maxlen=count)
-    for _, line in entries(path, start):
-        if matches(line, flags=flags, errors=errors):
-            tail.append(line)
+    with path.open(errors="replace") as fh:
+        for _, line in entries(fh, start):
+            if matches(line, flags=flags, errors=errors):
+                tail.append(line)
+        end = fh.tell()  # --follow goes on from here: no line is lost in between
     if as_json:
         emit_json({"file": str(path), "lines": list(tail)})
         return
@@ -154,4 +162,4 @@ def logs(
         console.print(line, markup=False)
     if follow_:
         with contextlib.suppress(KeyboardInterrupt):
-            follow(path, flags=flags, errors=errors)
+            follow(path, flags=flags, errors=errors, offset=end)
