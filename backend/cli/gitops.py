@@ -88,6 +88,19 @@ class Repo:
         out = self.run("status", "--porcelain", "--untracked-files=no").stdout
         return [line for line in out.splitlines() if line.strip()]
 
+    def operation_in_progress(self) -> str | None:
+        """A merge, rebase, cherry-pick or revert git has not finished, even with every
+        conflict resolved: stashing and checking out would drop its state."""
+        for head, what in (
+            ("MERGE_HEAD", "merge"),
+            ("REBASE_HEAD", "rebase"),
+            ("CHERRY_PICK_HEAD", "cherry-pick"),
+            ("REVERT_HEAD", "revert"),
+        ):
+            if self.run("rev-parse", "--verify", "--quiet", head, check=False).returncode == 0:
+                return what
+        return None
+
     def tag_exists(self, name: str) -> bool:
         return (
             self.run(
@@ -168,6 +181,13 @@ def rollback_git(
         fail(
             f"refused: unresolved merge conflicts in {', '.join(unmerged)}; "
             "resolve or abort the merge first",
+            REFUSED,
+        )
+    unfinished = repo.operation_in_progress()
+    if unfinished:
+        fail(
+            f"refused: a {unfinished} is in progress in {repo.path}; "
+            f"finish it (commit) or abort it (git {unfinished} --abort) first",
             REFUSED,
         )
     message = f"Backup before rollback {runbook_date()}"

@@ -83,3 +83,16 @@ def test_conflicted_merge_is_refused_and_left_untouched(
     records = initialized_cli("records", "list", "--json")
     assert records.exit_code == 0, records.output
     assert json.loads(records.stdout) == []
+
+
+def test_a_resolved_but_unfinished_merge_is_refused(initialized_cli: Cli, conflicted: Path) -> None:
+    """Every conflict resolved and staged, the merge not committed: nothing is unmerged any
+    more, but a stash and checkout would still drop the merge, so the rollback refuses."""
+    (conflicted / "a.txt").write_text("resolved\n")
+    (conflicted / "new.txt").write_text("resolved\n")
+    git(conflicted, "add", "a.txt", "new.txt")
+    before = state(conflicted)
+    result = initialized_cli("rollback", "git", "good", "--repo", str(conflicted), "--no-start")
+    assert result.exit_code == REFUSED, result.output
+    assert "a merge is in progress" in result.output
+    assert state(conflicted) == before
