@@ -344,7 +344,7 @@ class FlagRuntime:
             version,
             f" reason: {reason}" if reason else "",
         )
-        self.refresh(force=True)
+        self.refresh()  # the version moved, so this loads it unless the poller already did
         return ToggleResult(self.get(name), change.old, change.new, version)
 
     def rollback(
@@ -383,7 +383,7 @@ class FlagRuntime:
                 outcome.record_id,
                 f" reason: {reason}" if reason else "",
             )
-        self.refresh(force=True)
+        self.refresh()  # the version moved, so this loads it unless the poller already did
         duration = (time.perf_counter() - started) * 1000
         log.warning(
             "Feature flag %s completed: %d changed, record %s, verification %s, %.1f ms",
