@@ -93,9 +93,23 @@ def problem(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_TYPE)
 
 
+def _page(request: Request, status: int, detail: str) -> Response | None:
+    """A browser asking for a console page gets an HTML error page (the web console installs
+    the renderer); API clients keep their JSON."""
+    render = getattr(request.app.state, "render_error_page", None)
+    wants_html = "text/html" in request.headers.get("accept", "")
+    if render is None or not wants_html or request.url.path.startswith(("/api/", "/aws/")):
+        return None
+    page: Response = render(request, status, detail)
+    return page
+
+
 def _respond(
     request: Request, status: int, detail: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
+) -> Response:
+    html = _page(request, status, detail)
+    if html is not None:
+        return html
     if enhanced():
         return problem(request, status, detail, headers=headers)
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
@@ -117,6 +131,13 @@ async def domain_error(request: Request, exc: Exception) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code >= 400:
+        detail_text = (
+            exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        )
+        html = _page(request, exc.status_code, detail_text)
+        if html is not None:
+            return html
     if not enhanced():
         return await http_exception_handler(request, exc)
     if exc.status_code in (204, 304):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from backend.web import (
@@ -19,13 +20,28 @@ from backend.web import (
     signin_pages,
     tool_pages,
 )
+from backend.web.templating import page
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def error_page(request: Request, status: int, detail: str) -> HTMLResponse:
+    """What a browser sees instead of a JSON error on a console page."""
+    return page(
+        request,
+        "error.html",
+        status,
+        status=status,
+        title=HTTPStatus(status).phrase,
+        detail=detail,
+        request_id=getattr(request.state, "request_id", None),
+    )
 
 
 def install(app: FastAPI) -> None:
     """Mount the console's pages and static files on `app`."""
     access.install(app)
+    app.state.render_error_page = error_page
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for module in (
         signin_pages,

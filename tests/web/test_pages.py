@@ -159,3 +159,25 @@ def test_pages_carry_a_strict_csp_with_a_nonce(client: TestClient, users: None) 
     assert f'nonce="{nonce}"' in r.text
     assert "unsafe-inline" not in policy
     assert "<script>" not in r.text and " onclick=" not in r.text and "style=" not in r.text
+
+
+def test_browsers_get_an_html_error_page_and_api_clients_json(
+    client: TestClient, users: None
+) -> None:
+    sign_in(client, "vic")
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    token = csrf_of(client.get("/flags").text)
+    forbidden = client.post(
+        "/flags/xss_protection_enabled/toggle",
+        headers=html,
+        data={"enabled": "false", "csrf_token": token},
+    )
+    assert forbidden.status_code == 403
+    assert forbidden.headers["content-type"].startswith("text/html")
+    assert "403 Forbidden" in forbidden.text and "operator role" in forbidden.text
+    no_csrf = client.post("/logout", headers=html)
+    assert no_csrf.status_code == 403 and "reload the page" in no_csrf.text
+    missing = client.get("/records/999999", headers=html)
+    assert missing.status_code == 404 and "no rollback record 999999" in missing.text
+    api = client.get("/api/rollback-records/999999", headers=html)
+    assert api.status_code == 404 and not api.headers["content-type"].startswith("text/html")
