@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from datetime import datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from backend.cli import db as db_cmd
 from backend.cli import server as server_cmd
 from backend.cli.aws import aws_app
 from backend.cli.client import Api, ApiError, ServerDown, cli_actor, local_runtime
+from backend.cli.console import (
+    BAD_INPUT,
+    FAILED,
+    NOT_FOUND,
+    REFUSED,
+    UNREACHABLE,
+    JsonOpt,
+    console,
+    emit_json,
+    err,
+    fail,
+    load_settings,
+)
 from backend.cli.gitops import rollback_git
 from backend.cli.logs import logs as logs_cmd
 from backend.cli.records import records_app
 from backend.cli.snapshot import snapshot as snapshot_cmd
 from backend.cli.users import token_app, user_app
 from backend.cli.verify import verify as verify_cmd
-from backend.core.config import Settings, from_environ
-from backend.core.log import configure_logging
+from backend.core.config import Settings
 from backend.flags import FlagError, FlagNotFound, RollbackModeActive, current
 
 app = typer.Typer(
@@ -48,45 +57,20 @@ app.command("logs")(logs_cmd)
 app.command("snapshot")(snapshot_cmd)
 rollback_app.command("git")(rollback_git)
 
-console = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why (kept in the audit trail).")]
-
-# Exit codes: 0 ok, 1 check or verification failed, 2 bad input/config, 3 not found/not running,
-# 4 refused (rollback mode), 5 store unreachable.
-EXIT_FOR: dict[type[FlagError], int] = {FlagNotFound: 3, RollbackModeActive: 4}
-
-
-def settings() -> Settings:
-    try:
-        s = from_environ()
-    except FlagError as exc:
-        fail(str(exc), 2)
-    # Changes made from the CLI belong in the same log as the server's.
-    configure_logging(s.log_file, s.log_level)
-    return s
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
+EXIT_FOR: dict[type[FlagError], int] = {FlagNotFound: NOT_FOUND, RollbackModeActive: REFUSED}
 
 
 def api_exit(exc: ApiError) -> NoReturn:
-    code = {401: 2, 403: 2, 404: 3, 409: 4, 422: 2, 503: 5}.get(exc.status, 1)
-    fail(exc.detail, code)
+    code = {401: BAD_INPUT, 403: BAD_INPUT, 404: NOT_FOUND, 409: REFUSED, 422: BAD_INPUT}
+    fail(exc.detail, UNREACHABLE if exc.status == 503 else code.get(exc.status, FAILED))
 
 
 def flag_exit(exc: FlagError) -> NoReturn:
     for kind, code in EXIT_FOR.items():
         if isinstance(exc, kind):
             fail(str(exc), code)
-    fail(str(exc), 5)
-
-
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    fail(str(exc), UNREACHABLE)
 
 
 # -- server ------------------------------------------------------------------------------------
@@ -95,7 +79,7 @@ def server_start(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for health.")] = 30.0,
 ) -> None:
     """Set up the database and start the server in the background."""
-    s = settings()
+    s = load_settings()
     try:
         code = server_cmd.start(s, timeout=timeout)
     except FlagError as exc:
@@ -108,13 +92,13 @@ def server_stop(
     timeout: Annotated[float, typer.Option(help="Seconds before SIGKILL.")] = 10.0,
 ) -> None:
     """Stop the server gracefully (SIGTERM, then SIGKILL after the timeout)."""
-    raise typer.Exit(server_cmd.stop(settings(), timeout=timeout))
+    raise typer.Exit(server_cmd.stop(load_settings(), timeout=timeout))
 
 
 @server_app.command("status")
 def server_status() -> None:
     """Say whether the server runs (exit 3 when it does not)."""
-    raise typer.Exit(server_cmd.status(settings()))
+    raise typer.Exit(server_cmd.status(load_settings()))
 
 
 @app.command("init-db")
@@ -122,7 +106,7 @@ def init_db_cmd() -> None:
     """Create or upgrade the schema and seed defaults (idempotent)."""
     from backend.db.init_db import init_db
 
-    report = init_db(settings())
+    report = init_db(load_settings())
     console.print(f"Database ready: {report.database}")
     if report.admin_token_created:
         console.print(f"Created an admin API token in {report.admin_token_path} (mode 0600).")
@@ -163,7 +147,7 @@ def _local_flags(s: Settings) -> dict[str, Any]:
 @flags_app.command("list")
 def flags_list(as_json: JsonOpt = False) -> None:
     """Every flag with its effective value and where it comes from."""
-    s = settings()
+    s = load_settings()
     try:
         data = Api(s).json("GET", "/api/feature-flags")
     except ServerDown:
@@ -183,7 +167,7 @@ def flags_list(as_json: JsonOpt = False) -> None:
 @flags_app.command("get")
 def flags_get(name: str, as_json: JsonOpt = False) -> None:
     """One flag."""
-    s = settings()
+    s = load_settings()
     try:
         data = Api(s).json("GET", f"/api/feature-flags/{name}")
     except ServerDown:
@@ -200,7 +184,7 @@ def flags_get(name: str, as_json: JsonOpt = False) -> None:
 
 
 def _set(name: str, enabled: bool, reason: str, as_json: bool) -> None:
-    s = settings()
+    s = load_settings()
     body = {"flag_name": name, "enabled": enabled, "reason": reason or None}
     try:
         data = Api(s).json("POST", "/api/feature-flags/toggle", json=body)
@@ -310,7 +294,7 @@ def _print_rollback(data: dict[str, Any], via: str) -> None:
 @rollback_app.command("emergency")
 def rollback_emergency(reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
     """Every flag to its rollback value in one transaction."""
-    data, via = _rollback(settings(), None, reason)
+    data, via = _rollback(load_settings(), None, reason)
     if as_json:
         emit_json({**data, "via": via})
     else:
@@ -322,7 +306,7 @@ def rollback_emergency(reason: ReasonOpt = "", as_json: JsonOpt = False) -> None
 @rollback_app.command("flag")
 def rollback_flag(name: str, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
     """One flag to its rollback value, verified by reading it back, then a health check."""
-    s = settings()
+    s = load_settings()
     if not as_json:
         console.print(f"🚨 EMERGENCY ROLLBACK: {name}")
         console.print(f"Time: {datetime.now().astimezone():%a %b %d %H:%M:%S %Z %Y}")
@@ -402,7 +386,7 @@ CRITICAL_PATHS: list[tuple[str, str, int]] = [
 @app.command("check")
 def check(as_json: JsonOpt = False) -> None:
     """Check the critical paths of the running server; exit 1 on any failure."""
-    s = settings()
+    s = load_settings()
     api = Api(s)
     results: list[dict[str, Any]] = []
 

@@ -101,14 +101,6 @@ class Repo:
                 return what
         return None
 
-    def tag_exists(self, name: str) -> bool:
-        return (
-            self.run(
-                "rev-parse", "--verify", "--quiet", f"refs/tags/{name}", check=False
-            ).returncode
-            == 0
-        )
-
 
 def repo_for(settings: Settings, repo: Path | None) -> Repo:
     r = Repo((repo or settings.repo_dir).expanduser().resolve())

@@ -96,5 +96,4 @@ DEFAULT_FLAGS: tuple[FlagDefinition, ...] = (
     ),
 )
 
-DEFAULT_FLAG_NAMES: frozenset[str] = frozenset(f.name for f in DEFAULT_FLAGS)
 MAX_FLAG_NAME_LENGTH = 100

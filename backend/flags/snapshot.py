@@ -40,7 +40,6 @@ class Snapshot:
     rollback_mode: bool
     flags: Mapping[str, FlagState]
     loaded_at: float = field(default_factory=time.monotonic)
-    loaded_wall: float = field(default_factory=time.time)
     from_last_known_state: bool = False
     # Ids of journaled rollbacks (made while the store was down) this snapshot includes and
     # the store does not hold yet.
