@@ -155,9 +155,11 @@ def prepare_store(root: Path, total_flags: int, python: str) -> Store:
 
 
 def bump_version(engine: Any) -> tuple[int, float]:
-    """A change that alters no flag: only the store version moves (every worker reloads)."""
+    """A change that rewrites every flag without turning any on or off: the store version
+    moves and every row carries it, so every worker reloads every flag (as after a rollback)."""
     with session_factory(engine).begin() as s:
         version = lock_store(s).version
+        s.execute(update(FlagRow).values(updated_by="bench-touch", version=version))
     return version, now()
 
 
@@ -170,7 +172,7 @@ def reenable(store: Store, engine: Any) -> tuple[int, float]:
         s.execute(
             update(FlagRow)
             .where(FlagRow.name.in_(store.enabled_after_setup))
-            .values(enabled=True, updated_at=utcnow(), updated_by="bench-reenable")
+            .values(enabled=True, updated_at=utcnow(), updated_by="bench-reenable", version=version)
         )
     return version, now()
 

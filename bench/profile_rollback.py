@@ -58,11 +58,11 @@ class Rig:
 
     def reset(self) -> None:
         with self.sessions.begin() as s:
-            lock_store(s)
+            version = lock_store(s).version
             s.execute(
                 update(FlagRow)
                 .where(FlagRow.name.in_(self.enabled))
-                .values(enabled=True, updated_at=utcnow())
+                .values(enabled=True, updated_at=utcnow(), version=version)
             )
         self.runtime.refresh(force=True)
 

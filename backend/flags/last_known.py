@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -15,7 +16,7 @@ from typing import NamedTuple
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.flags.models import FlagRow
+from backend.flags.models import FlagRow, FlagStoreRow
 from backend.flags.snapshot import Snapshot
 
 log = logging.getLogger("pcm_ops_tools.flags")
@@ -38,9 +39,28 @@ class FlagRecord(NamedTuple):
 _COLUMNS = [getattr(FlagRow, field) for field in FlagRecord._fields]
 
 
+def read_since(session: Session, since: int) -> tuple[int | None, list[FlagRecord]]:
+    """The store's version and the flags written after version `since` (every flag when
+    `since` < 0), by name; (None, []) when the store is not initialised.
+
+    One statement, so that the version and the rows come from one committed state even under
+    PostgreSQL's READ COMMITTED, where each statement sees its own."""
+    stmt = (
+        select(FlagStoreRow.version, *_COLUMNS)
+        .select_from(FlagStoreRow)
+        .outerjoin(FlagRow, FlagRow.version > since)
+        .where(FlagStoreRow.id == 1)
+        .order_by(FlagRow.name)
+    )
+    result = session.execute(stmt).all()
+    if not result:
+        return None, []
+    return result[0][0], [FlagRecord(*row[1:]) for row in result if row[1] is not None]
+
+
 def read_records(session: Session) -> list[FlagRecord]:
-    """Every stored flag, by name, in one column select."""
-    return [FlagRecord(*row) for row in session.execute(select(*_COLUMNS).order_by(FlagRow.name))]
+    """Every stored flag, by name."""
+    return read_since(session, -1)[1]
 
 
 def records_of(snap: Snapshot) -> list[FlagRecord]:
@@ -61,8 +81,25 @@ def records_of(snap: Snapshot) -> list[FlagRecord]:
     ]
 
 
-def save(path: Path, version: int, records: Iterable[FlagRecord]) -> None:
-    """Write the state atomically (temp file + rename); a failure is logged, never raised."""
+_HEAD = re.compile(rb'^\{"version": (\d+),')
+
+
+def saved_version(path: Path | None) -> int | None:
+    """The version the state file holds, from its first bytes (no parse of the flags)."""
+    if path is None:
+        return None
+    try:
+        with path.open("rb") as f:
+            head = _HEAD.match(f.read(40))
+    except OSError:
+        return None
+    return int(head.group(1)) if head else None
+
+
+def save(path: Path, version: int, records: Iterable[FlagRecord]) -> bool:
+    """Write the state atomically (temp file + rename); a failure is logged, never raised.
+
+    "version" is the first key, so that saved_version reads it without parsing the file."""
     data = {
         "version": version,
         "saved_at": time.time(),
@@ -86,6 +123,8 @@ def save(path: Path, version: int, records: Iterable[FlagRecord]) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         log.warning("could not write last-known flag state %s: %s", path, exc)
+        return False
+    return True
 
 
 def load(path: Path | None) -> tuple[int, list[FlagRecord]] | None:

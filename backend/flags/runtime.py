@@ -61,6 +61,27 @@ def _fmt(value: bool) -> str:
     return "enabled" if value else "disabled"
 
 
+def _reason(reason: str) -> str:
+    """The log lines' reason suffix, on one line: a reason cannot forge log lines."""
+    if not reason:
+        return ""
+    return " reason: " + reason.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _log_changes(changes: list[tuple[str, bool, bool]], tail: str) -> None:
+    """A `Feature flag <name> changed: old -> new<tail>` line per change, in one record: the
+    log formatter prefixes every line, so each greps alone, and a thousand changes cost one
+    write instead of a thousand."""
+    if changes:
+        log.warning(
+            "%s",
+            "\n".join(
+                f"Feature flag {name} changed: {_fmt(old)} -> {_fmt(new)}{tail}"
+                for name, old, new in changes
+            ),
+        )
+
+
 class FlagRuntime:
     """Owns this process's snapshot and every write to the flag store."""
 
@@ -84,6 +105,7 @@ class FlagRuntime:
             journal_file = state_file.with_name("rollback_journal.jsonl")
         self.journal_file = journal_file
         self._journal_sig: tuple[int, int, int] | None = None
+        self._saved_version: int | None = None  # in the state file, as far as we know
         self.poll_interval = poll_interval
         self.stale_after = stale_after
         self.boot_values: dict[str, bool] = {}
@@ -95,49 +117,60 @@ class FlagRuntime:
         self._thread: threading.Thread | None = None
 
     # -- reading the store ------------------------------------------------------------
+    def _state(self, row: FlagRecord, entries: list[JournalEntry]) -> FlagState:
+        """How this process serves one stored flag (rollback mode, overrides, the journal)."""
+        stored, stored_source = row.enabled, "stored"
+        updated_at, updated_by = row.updated_at.isoformat(), row.updated_by
+        covering = [e for e in entries if e.covers(row.name)] if entries else None
+        if covering:
+            # Journaled changes only ever move a flag to its rollback value.
+            stored, stored_source = row.rollback_value, "journal"
+            updated_at, updated_by = covering[-1].at.isoformat(), covering[-1].actor
+        if self.rollback_mode:
+            value, source = row.rollback_value, "rollback_mode"
+        elif row.name in self.overrides:
+            value, source = self.overrides[row.name], "env"
+        else:
+            value, source = stored, stored_source
+        if row.requires_restart:
+            boot = self.boot_values.setdefault(row.name, value)
+            pending = boot != value
+        else:
+            pending = False
+        return FlagState(
+            name=row.name,
+            enabled=value,
+            stored_enabled=stored,
+            source=source,
+            rollback_value=row.rollback_value,
+            requires_restart=row.requires_restart,
+            pending_restart=pending,
+            description=row.description,
+            phase=row.phase,
+            risk=row.risk,
+            updated_at=updated_at,
+            updated_by=updated_by,
+        )
+
     def _build(
         self, version: int, rows: list[FlagRecord], entries: list[JournalEntry] | None = None
     ) -> Snapshot:
         entries = entries or []
-        states: dict[str, FlagState] = {}
-        for row in rows:
-            stored, stored_source = row.enabled, "stored"
-            updated_at, updated_by = row.updated_at.isoformat(), row.updated_by
-            covering = [e for e in entries if e.covers(row.name)]
-            if covering:
-                # Journaled changes only ever move a flag to its rollback value.
-                stored, stored_source = row.rollback_value, "journal"
-                updated_at, updated_by = covering[-1].at.isoformat(), covering[-1].actor
-            if self.rollback_mode:
-                value, source = row.rollback_value, "rollback_mode"
-            elif row.name in self.overrides:
-                value, source = self.overrides[row.name], "env"
-            else:
-                value, source = stored, stored_source
-            if row.requires_restart:
-                boot = self.boot_values.setdefault(row.name, value)
-                pending = boot != value
-            else:
-                pending = False
-            states[row.name] = FlagState(
-                name=row.name,
-                enabled=value,
-                stored_enabled=stored,
-                source=source,
-                rollback_value=row.rollback_value,
-                requires_restart=row.requires_restart,
-                pending_restart=pending,
-                description=row.description,
-                phase=row.phase,
-                risk=row.risk,
-                updated_at=updated_at,
-                updated_by=updated_by,
-            )
         return Snapshot(
             version=version,
             rollback_mode=self.rollback_mode,
-            flags=MappingProxyType(states),
+            flags=MappingProxyType({row.name: self._state(row, entries) for row in rows}),
             journaled=tuple(e.id for e in entries),
+        )
+
+    def _extend(self, base: Snapshot, version: int, rows: list[FlagRecord]) -> Snapshot:
+        """`base` with the flags written since its version replaced: the cost of a refresh
+        follows the size of the change, not the number of flags."""
+        states = dict(base.flags)
+        for row in rows:
+            states[row.name] = self._state(row, [])
+        return Snapshot(
+            version=version, rollback_mode=self.rollback_mode, flags=MappingProxyType(states)
         )
 
     def check_overrides(self, names: set[str]) -> None:
@@ -149,35 +182,44 @@ class FlagRuntime:
             )
 
     def refresh(self, *, force: bool = False) -> Snapshot:
-        """Load the store if its version moved (or when forced) and publish the result.
+        """Load what changed in the store since the served snapshot and publish the result.
 
-        A journal left by an outage is replayed first; while it is pending, it is laid over
-        what the store says, so that a rolled-back flag never flips back on in between."""
+        Incremental: only the flags written after the served version are read and rebuilt.
+        Everything is reloaded when forced, at start, after serving the last-known state,
+        when the store's version went back (another database), and while a journal is
+        pending, which is replayed first and, until then, laid over what the store says,
+        so that a rolled-back flag never flips back on in between."""
         with contextlib.suppress(SQLAlchemyError):
             force = bool(self.replay_journal()) or force
         with self._refresh_lock:
             try:
                 with self.sessions() as s:
-                    version = s.scalar(select(FlagStoreRow.version).where(FlagStoreRow.id == 1))
+                    current = snapshot.current()
+                    sig = journal.signature(self.journal_file)
+                    full = (
+                        force
+                        or current.version < 0
+                        or current.from_last_known_state
+                        or bool(current.journaled)
+                        or sig is not None
+                        or sig != self._journal_sig
+                    )
+                    version, rows = last_known.read_since(s, -1 if full else current.version)
+                    if version is not None and not full and version < current.version:
+                        full = True
+                        version, rows = last_known.read_since(s, -1)
                     if version is None:
                         raise FlagStoreUnavailable(
                             "the flag store is not initialised: run backend/db/init_db.py"
                         )
-                    current = snapshot.current()
-                    sig = journal.signature(self.journal_file)
-                    if (
-                        force
-                        or version != current.version
-                        or current.from_last_known_state
-                        or sig != self._journal_sig
-                    ):
-                        rows = last_known.read_records(s)
+                    if full:
                         self.check_overrides({r.name for r in rows})
-                        snap = self._build(version, rows, journal.read(self.journal_file))
-                        snapshot.publish(snap)
+                        snapshot.publish(
+                            self._build(version, rows, journal.read(self.journal_file))
+                        )
                         self._journal_sig = sig
-                        if self.state_file is not None:
-                            last_known.save(self.state_file, version, rows)
+                    elif version != current.version:
+                        snapshot.publish(self._extend(current, version, rows))
             except SQLAlchemyError as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 if self._serve_offline() is None:
@@ -187,7 +229,26 @@ class FlagRuntime:
                 raise FlagStoreUnavailable(f"flag store unreachable: {self.last_error}") from exc
             self.last_sync = time.monotonic()
             self.last_error = None
+            if self._thread is None:
+                self.save_state()  # no poller to do it off the request path
             return snapshot.current()
+
+    def save_state(self) -> None:
+        """Write the served store state to the last-known-state file, unless it holds this
+        version already (written by this process or another worker)."""
+        snap = snapshot.current()
+        if (
+            snap.version == self._saved_version
+            or self.state_file is None
+            or snap.version < 0
+            or snap.from_last_known_state
+            or snap.journaled
+        ):
+            return
+        if last_known.saved_version(self.state_file) == snap.version or last_known.save(
+            self.state_file, snap.version, last_known.records_of(snap)
+        ):
+            self._saved_version = snap.version
 
     def _serve_offline(self, *, force: bool = False) -> Snapshot | None:
         """With the store unreachable: publish the last-known state with the journal laid over
@@ -269,6 +330,7 @@ class FlagRuntime:
                     self.refresh()
                 else:
                     self.last_sync = time.monotonic()
+                self.save_state()  # here, off the request path of the change
             except (SQLAlchemyError, FlagStoreUnavailable) as exc:
                 self.last_error = str(exc).splitlines()[0]
                 if conn is not None:
@@ -342,7 +404,7 @@ class FlagRuntime:
             actor,
             method,
             version,
-            f" reason: {reason}" if reason else "",
+            _reason(reason),
         )
         self.refresh()  # the version moved, so this loads it unless the poller already did
         return ToggleResult(self.get(name), change.old, change.new, version)
@@ -370,19 +432,11 @@ class FlagRuntime:
             )
         changed = [c for c in outcome.changes if c.changed]
         scope = "emergency rollback" if names is None else "rollback"
-        for c in changed:
-            log.warning(
-                "Feature flag %s changed: %s -> %s by %s via %s (version %s, %s record %s)%s",
-                c.name,
-                _fmt(c.old),
-                _fmt(c.new),
-                actor,
-                method,
-                outcome.version,
-                scope,
-                outcome.record_id,
-                f" reason: {reason}" if reason else "",
-            )
+        _log_changes(
+            [(c.name, c.old, c.new) for c in changed],
+            f" by {actor} via {method} (version {outcome.version}, {scope} record"
+            f" {outcome.record_id}){_reason(reason)}",
+        )
         self.refresh()  # the version moved, so this loads it unless the poller already did
         duration = (time.perf_counter() - started) * 1000
         log.warning(
@@ -466,7 +520,7 @@ class FlagRuntime:
             actor,
             method,
             entry.id,
-            f" reason: {reason}" if reason else "",
+            _reason(reason),
         )
         return ToggleResult(snap.flags[name], flag.stored_enabled, enabled, snap.version, entry.id)
 
@@ -493,19 +547,11 @@ class FlagRuntime:
         changed = [f for f in before.values() if f.stored_enabled != f.rollback_value]
         wrong = [n for n in scope if snap.flags[n].stored_enabled != snap.flags[n].rollback_value]
         what = "emergency rollback" if names is None else "rollback"
-        for f in changed:
-            log.warning(
-                "Feature flag %s changed: %s -> %s by %s via %s (%s journaled as %s: database"
-                " unreachable, replayed when it returns)%s",
-                f.name,
-                _fmt(f.stored_enabled),
-                _fmt(f.rollback_value),
-                actor,
-                method,
-                what,
-                entry.id,
-                f" reason: {reason}" if reason else "",
-            )
+        _log_changes(
+            [(f.name, f.stored_enabled, f.rollback_value) for f in changed],
+            f" by {actor} via {method} ({what} journaled as {entry.id}: database unreachable,"
+            f" replayed when it returns){_reason(reason)}",
+        )
         duration = (time.perf_counter() - started) * 1000
         verification = "journaled" if not wrong else "failed"
         log.warning(

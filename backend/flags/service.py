@@ -61,29 +61,42 @@ def seed_flags(
         session.flush()
     existing = set(session.scalars(select(FlagRow.name)))
     added: list[str] = []
+    written: list[FlagRow] = []
     for d in definitions:
         if d.name in existing:
             row = session.get(FlagRow, d.name)
             assert row is not None
             # Metadata follows the code; the stored on/off state is the operators'.
-            row.description, row.phase, row.risk = d.description, d.phase, str(d.risk)
-            row.rollback_value, row.requires_restart = d.rollback_value, d.requires_restart
+            metadata = (d.description, d.phase, str(d.risk), d.rollback_value, d.requires_restart)
+            if metadata != (
+                row.description,
+                row.phase,
+                row.risk,
+                row.rollback_value,
+                row.requires_restart,
+            ):
+                row.description, row.phase, row.risk = d.description, d.phase, str(d.risk)
+                row.rollback_value, row.requires_restart = d.rollback_value, d.requires_restart
+                written.append(row)
             continue
-        session.add(
-            FlagRow(
-                name=d.name,
-                description=d.description,
-                phase=d.phase,
-                risk=str(d.risk),
-                rollback_value=d.rollback_value,
-                requires_restart=d.requires_restart,
-                enabled=d.default,
-                updated_by="init_db",
-            )
+        row = FlagRow(
+            name=d.name,
+            description=d.description,
+            phase=d.phase,
+            risk=str(d.risk),
+            rollback_value=d.rollback_value,
+            requires_restart=d.requires_restart,
+            enabled=d.default,
+            updated_by="init_db",
         )
+        session.add(row)
+        written.append(row)
         added.append(d.name)
-    if added:
-        lock_store(session)
+    if written:
+        # A new version, so that running processes load the new and changed flags.
+        version = lock_store(session).version
+        for row in written:
+            row.version = version
     return added
 
 
@@ -118,6 +131,7 @@ def set_flag(
         )
     change = Change(name, row.enabled, enabled, row.requires_restart)
     row.enabled, row.updated_at, row.updated_by = enabled, utcnow(), actor
+    row.version = store.version
     append_events(
         session,
         store,
@@ -171,7 +185,12 @@ def rollback_flags(
         session.execute(
             update(FlagRow)
             .where(scope, FlagRow.enabled != FlagRow.rollback_value)
-            .values(enabled=FlagRow.rollback_value, updated_at=now, updated_by=actor)
+            .values(
+                enabled=FlagRow.rollback_value,
+                updated_at=now,
+                updated_by=actor,
+                version=store.version,
+            )
             .execution_options(synchronize_session=False)
         )
     record = RollbackRecord(
@@ -214,7 +233,7 @@ def rollback_flags(
 def create_flag(session: Session, definition: FlagDefinition, *, actor: str) -> None:
     """Register a flag that is not in the built-in registry (used by tests and benchmarks)."""
     _checked_name(definition.name)
-    lock_store(session)
+    store = lock_store(session)
     session.add(
         FlagRow(
             name=definition.name,
@@ -225,5 +244,6 @@ def create_flag(session: Session, definition: FlagDefinition, *, actor: str) -> 
             requires_restart=definition.requires_restart,
             enabled=definition.default,
             updated_by=actor,
+            version=store.version,
         )
     )
