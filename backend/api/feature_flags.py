@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query
@@ -31,7 +30,7 @@ class RollbackRequest(BaseModel):
 
 
 def flag_out(state: FlagState) -> dict[str, Any]:
-    return asdict(state)
+    return state.as_dict()
 
 
 @router.get("", summary="All flags with their effective values")
@@ -111,7 +110,7 @@ def emergency_rollback(
     body: Annotated[RollbackRequest | None, Body()] = None,
 ) -> dict[str, Any]:
     reason = (body.reason if body else None) or "emergency rollback"
-    return asdict(runtime.rollback(None, actor=who.name, method="emergency", reason=reason))
+    return runtime.rollback(None, actor=who.name, method="emergency", reason=reason).as_dict()
 
 
 @router.get("/{name}", summary="One flag")
@@ -149,4 +148,5 @@ def rollback_flag(
     body: Annotated[RollbackRequest | None, Body()] = None,
 ) -> dict[str, Any]:
     reason = (body.reason if body else None) or f"rollback of {name}"
-    return asdict(runtime.rollback([name], actor=who.name, method="feature_flag", reason=reason))
+    result = runtime.rollback([name], actor=who.name, method="feature_flag", reason=reason)
+    return result.as_dict()

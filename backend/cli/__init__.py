@@ -131,7 +131,6 @@ def _flags_table(flags: list[dict[str, Any]]) -> Table:
 
 
 def _local_flags(s: Settings) -> dict[str, Any]:
-    from dataclasses import asdict
 
     runtime = local_runtime(s)  # refreshed, or serving the last-known state when the DB is down
     snap = current()
@@ -139,7 +138,7 @@ def _local_flags(s: Settings) -> dict[str, Any]:
         "version": snap.version,
         "rollback_mode": snap.rollback_mode,
         "journaled_rollbacks": list(snap.journaled),
-        "flags": [asdict(f) for f in snap.flags.values()],
+        "flags": [f.as_dict() for f in snap.flags.values()],
         "via": "database" if runtime.last_error is None else "last-known state",
     }
 
@@ -197,10 +196,9 @@ def _set(name: str, enabled: bool, reason: str, as_json: bool) -> None:
             )
         except FlagError as exc:
             flag_exit(exc)
-        from dataclasses import asdict
 
         data = {
-            "flag": asdict(result.flag),
+            "flag": result.flag.as_dict(),
             "previous": result.old,
             "changed": result.old != result.new,
             "version": result.version,
@@ -253,7 +251,6 @@ def _rollback(s: Settings, names: list[str] | None, reason: str) -> tuple[dict[s
         return Api(s, timeout=10).json("POST", path, json={"reason": reason or None}), "api"
     except ServerDown:
         err.print("[yellow]server not answering: rolling back in the database directly[/yellow]")
-        from dataclasses import asdict
 
         try:
             result = local_runtime(s).rollback(
@@ -264,7 +261,7 @@ def _rollback(s: Settings, names: list[str] | None, reason: str) -> tuple[dict[s
             )
         except FlagError as exc:
             flag_exit(exc)
-        return asdict(result), "journal" if result.journal_id else "database"
+        return result.as_dict(), "journal" if result.journal_id else "database"
 
 
 def _print_rollback(data: dict[str, Any], via: str) -> None:

@@ -9,11 +9,11 @@ import os
 import re
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from backend.flags.models import FlagRow, FlagStoreRow
@@ -32,11 +32,29 @@ class FlagRecord(NamedTuple):
     description: str
     phase: int
     risk: str
-    updated_at: datetime
+    updated_at: str  # ISO 8601, UTC offset included
     updated_by: str
 
 
-_COLUMNS = [getattr(FlagRow, field) for field in FlagRecord._fields]
+def iso_utc(value: datetime | str) -> str:
+    """A stored timestamp as ISO 8601 in UTC. SQLite hands back its text form (UTC, no zone);
+    PostgreSQL a datetime."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return (
+        value.replace(tzinfo=UTC).isoformat()
+        if value.tzinfo is None
+        else (value.astimezone(UTC).isoformat())
+    )
+
+
+# The timestamp is read as the driver gives it, without the column type's conversion to a
+# datetime (a third of the read's cost for a thousand flags): iso_utc makes it the string the
+# snapshot serves.
+_COLUMNS = [
+    type_coerce(FlagRow.updated_at, String) if field == "updated_at" else getattr(FlagRow, field)
+    for field in FlagRecord._fields
+]
 
 
 def read_since(session: Session, since: int) -> tuple[int | None, list[FlagRecord]]:
@@ -55,7 +73,11 @@ def read_since(session: Session, since: int) -> tuple[int | None, list[FlagRecor
     result = session.execute(stmt).all()
     if not result:
         return None, []
-    return result[0][0], [FlagRecord(*row[1:]) for row in result if row[1] is not None]
+    return result[0][0], [
+        FlagRecord(n, e, rv, rr, d, p, r, iso_utc(at), by)
+        for _, n, e, rv, rr, d, p, r, at, by in result
+        if n is not None
+    ]
 
 
 def read_records(session: Session) -> list[FlagRecord]:
@@ -74,7 +96,7 @@ def records_of(snap: Snapshot) -> list[FlagRecord]:
             description=f.description,
             phase=f.phase,
             risk=f.risk,
-            updated_at=datetime.fromisoformat(f.updated_at),
+            updated_at=f.updated_at,
             updated_by=f.updated_by,
         )
         for f in snap.flags.values()
@@ -111,7 +133,7 @@ def save(path: Path, version: int, records: Iterable[FlagRecord]) -> bool:
                 "description": r.description,
                 "phase": r.phase,
                 "risk": r.risk,
-                "updated_at": r.updated_at.isoformat(),
+                "updated_at": r.updated_at,
                 "updated_by": r.updated_by,
             }
             for r in records
@@ -142,7 +164,7 @@ def load(path: Path | None) -> tuple[int, list[FlagRecord]] | None:
                 description=str(f["description"]),
                 phase=int(f["phase"]),
                 risk=str(f["risk"]),
-                updated_at=datetime.fromisoformat(f["updated_at"]),
+                updated_at=iso_utc(str(f["updated_at"])),
                 updated_by=str(f["updated_by"]),
             )
             for name, f in data["flags"].items()

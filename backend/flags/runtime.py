@@ -56,6 +56,11 @@ class RollbackResult:
     duration_ms: float
     journal_id: str | None = None
 
+    def as_dict(self) -> dict[str, object]:
+        """For the API and the CLI: shallow (dataclasses.asdict deep-copies every change, a
+        few ms for a thousand flags)."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
 
 def _fmt(value: bool) -> str:
     return "enabled" if value else "disabled"
@@ -120,7 +125,7 @@ class FlagRuntime:
     def _state(self, row: FlagRecord, entries: list[JournalEntry]) -> FlagState:
         """How this process serves one stored flag (rollback mode, overrides, the journal)."""
         stored, stored_source = row.enabled, "stored"
-        updated_at, updated_by = row.updated_at.isoformat(), row.updated_by
+        updated_at, updated_by = row.updated_at, row.updated_by
         covering = [e for e in entries if e.covers(row.name)] if entries else None
         if covering:
             # Journaled changes only ever move a flag to its rollback value.
@@ -232,6 +237,48 @@ class FlagRuntime:
             if self._thread is None:
                 self.save_state()  # no poller to do it off the request path
             return snapshot.current()
+
+    def _publish_own(self, outcome: service.RollbackOutcome, actor: str) -> None:
+        """Serve a rollback this process just committed without reading the store back: when
+        the served snapshot is the version right before it, the new state is that snapshot
+        with the changed flags as written. Otherwise (another change came in between, or a
+        journal is laid over the store) an ordinary refresh loads it."""
+        changed = [c for c in outcome.changes if c.changed]
+        with self._refresh_lock:
+            base = snapshot.current()
+            if base.version == outcome.version:
+                return  # the poller loaded it already
+            at = last_known.iso_utc(outcome.at)
+            exact = (
+                base.version == outcome.version - 1
+                and not base.from_last_known_state
+                and not base.journaled
+                and self._journal_sig is None
+                and all(c.name in base.flags for c in changed)
+            )
+            if exact:
+                rows = []
+                for c in changed:
+                    f = base.flags[c.name]
+                    rows.append(
+                        FlagRecord(
+                            f.name,
+                            c.new,
+                            f.rollback_value,
+                            f.requires_restart,
+                            f.description,
+                            f.phase,
+                            f.risk,
+                            at,
+                            actor,
+                        )
+                    )
+                snapshot.publish(self._extend(base, outcome.version, rows))
+                self.last_sync = time.monotonic()
+        if not exact:
+            self.refresh()
+        elif self._thread is None:
+            self.save_state()
 
     def save_state(self) -> None:
         """Write the served store state to the last-known-state file, unless it holds this
@@ -437,7 +484,7 @@ class FlagRuntime:
             f" by {actor} via {method} (version {outcome.version}, {scope} record"
             f" {outcome.record_id}){_reason(reason)}",
         )
-        self.refresh()  # the version moved, so this loads it unless the poller already did
+        self._publish_own(outcome, actor)
         duration = (time.perf_counter() - started) * 1000
         log.warning(
             "Feature flag %s completed: %d changed, record %s, verification %s, %.1f ms",

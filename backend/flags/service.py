@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, true, update
@@ -33,6 +34,7 @@ class Change:
 class RollbackOutcome:
     record_id: int
     version: int
+    at: datetime  # the changed flags' updated_at
     changes: list[Change] = field(default_factory=list)
     verification: str = "pending"
 
@@ -227,7 +229,7 @@ def rollback_flags(
     )
     record.verification = "success" if not wrong else "failed"
     record.duration_ms = (time.perf_counter() - started) * 1000
-    return RollbackOutcome(record.id, store.version, changes, record.verification)
+    return RollbackOutcome(record.id, store.version, now, changes, record.verification)
 
 
 def create_flag(session: Session, definition: FlagDefinition, *, actor: str) -> None:

@@ -10,13 +10,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import NamedTuple
 
 from backend.flags.errors import FlagNotFound
 
 
-@dataclass(frozen=True, slots=True)
-class FlagState:
-    """One flag as the serving snapshot sees it."""
+class FlagState(NamedTuple):
+    """One flag as the serving snapshot sees it (a NamedTuple: immutable, and built at less
+    than half the cost of a frozen dataclass, a thousand times per thousand-flag change)."""
 
     name: str
     enabled: bool
@@ -32,6 +33,10 @@ class FlagState:
     risk: str
     updated_at: str
     updated_by: str
+
+    def as_dict(self) -> dict[str, object]:
+        """The flag as the API and the CLI show it (every value is plain)."""
+        return self._asdict()
 
 
 @dataclass(frozen=True, slots=True)

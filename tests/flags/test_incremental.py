@@ -135,9 +135,34 @@ def test_a_state_file_of_the_served_version_is_not_rewritten(
 
 def test_saved_version_reads_the_head_of_the_file(settings: Settings) -> None:
     settings.state_file.parent.mkdir(parents=True, exist_ok=True)
-    row = last_known.FlagRecord(CSRF, True, False, False, "d", 1, "low", utcnow(), "t")
+    row = last_known.FlagRecord(CSRF, True, False, False, "d", 1, "low", utcnow().isoformat(), "t")
     assert last_known.saved_version(settings.state_file) is None  # no file yet
     assert last_known.save(settings.state_file, 1234, [row])
     assert last_known.saved_version(settings.state_file) == 1234
     settings.state_file.write_text("not json")
     assert last_known.saved_version(settings.state_file) is None
+
+
+def test_a_rollback_serves_what_it_wrote_as_a_reload_would(
+    runtime: FlagRuntime, sessions: sessionmaker[Session]
+) -> None:
+    # The writer publishes its own rollback without reading the store back.
+    runtime.rollback(["xss_protection_enabled"], actor="alice", method="feature_flag")
+    assert served() == reloaded(runtime)
+    result = runtime.rollback(None, actor="bob", method="emergency", reason="incident")
+    assert result.version == current().version
+    assert served() == reloaded(runtime)
+    assert current().flags[CSRF].updated_by == "bob"
+
+
+def test_a_rollback_after_an_unseen_change_loads_that_change_too(
+    runtime: FlagRuntime, sessions: sessionmaker[Session]
+) -> None:
+    # Another worker enabled a flag this process has not loaded yet; the rollback then moves
+    # the store two versions on, and both must be served.
+    with sessions.begin() as s:
+        service.set_flag(s, name="postgresql_support", enabled=True, actor="other", method="api")
+    assert current().flags["postgresql_support"].stored_enabled is False
+    runtime.rollback(["xss_protection_enabled"], actor="alice", method="feature_flag")
+    assert current().flags["postgresql_support"].stored_enabled is True
+    assert served() == reloaded(runtime)
