@@ -26,6 +26,7 @@ from backend.api import (
 )
 from backend.core.config import Settings, get_settings
 from backend.core.log import configure_logging
+from backend.db.checkpoint import WalCheckpointer
 from backend.db.session import engine_for, session_factory
 from backend.flags import FlagRuntime, FlagStoreUnavailable, current
 from backend.metrics import MetricsRecorder, RequestMetricsMiddleware
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = engine_for(settings)
     sessions = session_factory(engine)
     recorder = MetricsRecorder(sessions)
+    checkpointer = WalCheckpointer.for_engine(engine)
     runtime = FlagRuntime(
         sessions,
         rollback_mode=settings.rollback_mode,
@@ -98,11 +100,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("Feature flag rollback mode is ON: every flag serves its rollback value")
         runtime.start_polling()
         recorder.start()
+        if checkpointer is not None:
+            checkpointer.start()
         try:
             yield
         finally:
             runtime.stop_polling()
             recorder.stop()
+            if checkpointer is not None:
+                checkpointer.stop()
             engine.dispose()
             log.info("PCM-Ops Tools stopped")
 

@@ -58,7 +58,7 @@ class AuditEvent(Base):
         ForeignKey("rollback_records.id"), nullable=True
     )
     prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class RollbackRecord(Base):

@@ -90,6 +90,10 @@ def _log_changes(changes: list[tuple[str, bool, bool]], tail: str) -> None:
 class FlagRuntime:
     """Owns this process's snapshot and every write to the flag store."""
 
+    # The poller writes the last-known-state file once a snapshot has been served this long:
+    # not while the request that made the change is still answering (they share the GIL).
+    SAVE_AFTER = 0.1
+
     def __init__(
         self,
         sessions: sessionmaker[Session],
@@ -377,7 +381,8 @@ class FlagRuntime:
                     self.refresh()
                 else:
                     self.last_sync = time.monotonic()
-                self.save_state()  # here, off the request path of the change
+                if snapshot.current().age_seconds >= self.SAVE_AFTER:
+                    self.save_state()  # here, off the request path and after the change
             except (SQLAlchemyError, FlagStoreUnavailable) as exc:
                 self.last_error = str(exc).splitlines()[0]
                 if conn is not None:
