@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
@@ -79,45 +79,111 @@ def append_events(
     store.audit_count += len(events)
 
 
-def append_rows(
-    session: Session, store: FlagStoreRow, rows: list[dict[str, Any]], *, next_id: int
+class FlagChange(Protocol):
+    """One change of a bulk append: what differs from event to event."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def old(self) -> bool: ...
+    @property
+    def new(self) -> bool: ...
+
+
+def append_changes(
+    session: Session,
+    store: FlagStoreRow,
+    changes: Sequence[FlagChange],
+    *,
+    at: datetime,
+    actor: str,
+    method: str,
+    reason: str,
+    rollback_record_id: int | None,
+    next_id: int,
 ) -> None:
-    """Like append_events, for many events at once: hashed as plain values and written with
-    one multi-row INSERT instead of one ORM object each (an emergency rollback of 1,000 flags)."""
+    """Chain an event per change after the store's head, for many changes at once (an
+    emergency rollback of a thousand flags): the values every event shares are encoded once,
+    each body is hashed as plain values, and the rows go to the driver in one executemany
+    instead of one ORM object each. The caller holds the store row's write lock.
+
+    The hashed body is byte for byte `canonical()` of the stored event; verify_chain, which
+    recomputes it from the rows, proves it."""
+    if not changes:
+        return
+    record = "null" if rollback_record_id is None else str(int(rollback_record_id))
+    version = int(store.version)
+    head = f'{{"actor":{_encode(actor)},"at":{_encode(at.isoformat())},"flag":'
+    tail = f',"reason":{_encode(reason)},"record":{record},"version":{version}}}'
+    method_json = _encode(method)
     prev = store.audit_head or GENESIS
-    for offset, row in enumerate(rows):
-        row.setdefault("rollback_record_id", None)
-        row["id"] = next_id + offset
-        row["prev_hash"] = prev
-        row["hash"] = prev = _digest_fields(prev, row)
-    if rows:
-        _insert_many(session, rows)
+    sha256 = hashlib.sha256
+    rows: list[tuple[Any, ...]] = []
+    for offset, c in enumerate(changes):
+        event_id = next_id + offset
+        body = (
+            f'{head}{_encode(c.name)},"id":{event_id},"method":{method_json},'
+            f'"new":{_LITERAL[c.new]},"old":{_LITERAL[c.old]}{tail}'
+        )
+        digest = sha256((prev + body).encode()).hexdigest()
+        rows.append(
+            (
+                event_id,
+                c.name,
+                actor,
+                method,
+                c.old,
+                c.new,
+                reason,
+                version,
+                rollback_record_id,
+                prev,
+                digest,
+            )
+        )
+        prev = digest
+    _insert_many(session, at, rows)
     store.audit_head = prev
-    store.audit_count += len(rows)
+    store.audit_count += len(changes)
 
 
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+# Column order of the rows append_changes builds; `at` is shared and goes first.
+_BULK_COLUMNS = (
+    "id",
+    "flag_name",
+    "actor",
+    "method",
+    "old_value",
+    "new_value",
+    "reason",
+    "version",
+    "rollback_record_id",
+    "prev_hash",
+    "hash",
+)
 
 
-def _insert_many(session: Session, rows: list[dict[str, Any]]) -> None:
+def _insert_many(session: Session, at: datetime, rows: list[tuple[Any, ...]]) -> None:
     """One executemany straight to the driver: SQLAlchemy's per-row parameter processing costs
-    more than the INSERT itself for a thousand events. Only the timestamp needs the column
-    type's conversion, and every row of one call shares it, so it is converted once."""
+    more than the INSERT itself for a thousand events. Only the shared timestamp needs the
+    column type's conversion, so it is converted once."""
     conn = session.connection()
     dialect = conn.dialect
     mark = _PLACEHOLDER.get(dialect.paramstyle)
-    stamps = {row["at"] for row in rows}
-    if mark is None or len(stamps) != 1:
-        session.execute(insert(_EVENTS), rows)  # Core, with per-row processing
+    if mark is None:  # a driver with named parameters: through Core, with per-row processing
+        session.execute(
+            insert(_EVENTS), [dict(zip(_BULK_COLUMNS, row, strict=True), at=at) for row in rows]
+        )
         return
-    columns = [c.name for c in _EVENTS.columns]
     process = _EVENTS.c.at.type.dialect_impl(dialect).bind_processor(dialect)
-    at = process(rows[0]["at"]) if process else rows[0]["at"]
+    stamp = process(at) if process else at
+    columns = ("at", *_BULK_COLUMNS)
     sql = (
         f"INSERT INTO {_EVENTS.name} ({', '.join(columns)}) "
         f"VALUES ({', '.join([mark] * len(columns))})"
     )
-    conn.exec_driver_sql(sql, [tuple(at if c == "at" else row[c] for c in columns) for row in rows])
+    conn.exec_driver_sql(sql, [(stamp, *row) for row in rows])
 
 
 def next_event_id(session: Session) -> int:

@@ -6,20 +6,19 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import NamedTuple
 
 from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Session
 
 from backend.db.base import utcnow
-from backend.flags.audit import append_events, append_rows, next_event_id
+from backend.flags.audit import append_changes, append_events, next_event_id
 from backend.flags.errors import FlagNotFound, FlagStoreUnavailable, RollbackModeActive
 from backend.flags.models import AuditEvent, FlagRow, FlagStoreRow, RollbackRecord
 from backend.flags.registry import DEFAULT_FLAGS, MAX_FLAG_NAME_LENGTH, FlagDefinition
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     name: str
     old: bool
     new: bool
@@ -206,21 +205,17 @@ def rollback_flags(
     )
     session.add(record)
     session.flush()
-    events: list[dict[str, Any]] = [
-        {
-            "at": now,
-            "flag_name": c.name,
-            "actor": actor,
-            "method": method,
-            "old_value": c.old,
-            "new_value": c.new,
-            "reason": reason,
-            "version": store.version,
-            "rollback_record_id": record.id,
-        }
-        for c in changed
-    ]
-    append_rows(session, store, events, next_id=next_event_id(session))
+    append_changes(
+        session,
+        store,
+        changed,
+        at=now,
+        actor=actor,
+        method=method,
+        reason=reason,
+        rollback_record_id=record.id,
+        next_id=next_event_id(session),
+    )
     # Verification: read the rows back inside the transaction before it commits.
     wrong = session.scalar(
         select(func.count())

@@ -170,3 +170,24 @@ def test_the_hashed_body_is_canonical_json() -> None:
             "record": record,
         }
         assert canonical(event) == json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    "reason",
+    ["", 'quotes " and \\ backslash', "unicode é ✓ \u2028 and \n newline"],
+)
+def test_bulk_rollback_events_hash_exactly_as_the_verifier_recomputes(
+    runtime: FlagRuntime, sessions: sessionmaker[Session], reason: str
+) -> None:
+    # The emergency rollback hashes its events from shared, pre-encoded parts; verify_chain
+    # recomputes every hash from the stored rows with canonical().
+    runtime.toggle(CSRF, True, actor="alice", method="api")
+    result = runtime.rollback(None, actor="user:zoë", method="emergency", reason=reason)
+    assert len(result.changed) > 1
+    ok, events, problems = report(sessions)
+    assert (ok, problems) == (True, [])
+    with sessions() as s:
+        stored = s.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
+        assert stored is not None
+        assert (stored.actor, stored.reason) == ("user:zoë", reason)
+        assert stored.rollback_record_id == result.record_id
