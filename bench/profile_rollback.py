@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import logging
 import pstats
 import sys
 import tempfile
@@ -30,7 +29,8 @@ from backend.core.log import configure_logging
 from backend.db.base import utcnow
 from backend.db.init_db import init_db
 from backend.db.session import engine_for, session_factory
-from backend.flags import FlagRuntime, last_known, service
+from backend.flags import FlagRuntime, last_known, service, snapshot
+from backend.flags import runtime as runtime_module
 from backend.flags.models import FlagRow
 from backend.flags.registry import FlagDefinition, Risk
 from backend.flags.service import create_flag, lock_store
@@ -78,7 +78,6 @@ def timed(rig: Rig, fn: Callable[[], object], repeat: int) -> list[float]:
 
 
 def pieces(rig: Rig) -> list[tuple[str, Callable[[], object]]]:
-    log = logging.getLogger("pcm_ops_tools.flags")
     n_changed = len(rig.enabled)
 
     def service_commit() -> None:
@@ -103,10 +102,16 @@ def pieces(rig: Rig) -> list[tuple[str, Callable[[], object]]]:
     state_file = rig.runtime.state_file or Path(tempfile.mkdtemp()) / "state.json"
 
     def log_lines() -> None:
-        for i in range(n_changed):
-            log.warning(
-                "Feature flag %s changed: %s -> %s by %s via %s", f"f{i}", "a", "b", "c", "d"
-            )
+        runtime_module._log_changes(
+            [(f"f{i:04d}", True, False) for i in range(n_changed)],
+            " by bench via emergency (version 1, emergency rollback record 1)",
+        )
+
+    def publish_own() -> None:
+        base = snapshot.current()
+        rig.runtime._extend(
+            base, base.version + 1, [r._replace(enabled=False) for r in rows if r.enabled]
+        )
 
     return [
         (
@@ -115,19 +120,23 @@ def pieces(rig: Rig) -> list[tuple[str, Callable[[], object]]]:
         ),
         ("  service.rollback_flags + commit", service_commit),
         ("  service.rollback_flags, rolled back", service_no_commit),
-        (f"  {n_changed} 'Feature flag ... changed' log lines", log_lines),
-        ("  runtime.refresh(force=True)", lambda: rig.runtime.refresh(force=True)),
-        ("    column select of every flag", load_rows),
-        ("    FlagRuntime._build (FlagState objects)", lambda: rig.runtime._build(1, rows)),
-        ("    last_known.save (JSON file)", lambda: last_known.save(state_file, 1, rows)),
+        (f"  {n_changed} 'Feature flag ... changed' lines, one log record", log_lines),
+        (f"  publish own change: snapshot with {n_changed} flags rebuilt", publish_own),
+        ("runtime.refresh(force=True): a full reload", lambda: rig.runtime.refresh(force=True)),
+        ("  one-statement read of every flag", load_rows),
+        ("  FlagRuntime._build (FlagState objects)", lambda: rig.runtime._build(1, rows)),
+        (
+            "last_known.save (JSON file; by the poller)",
+            lambda: last_known.save(state_file, 1, rows),
+        ),
     ]
 
 
 FOCUS = (
     ("service.py", "lock_store"),
     ("session.py", "flush"),
-    ("audit.py", "append_events"),
-    ("audit.py", "_digest"),
+    ("audit.py", "append_changes"),
+    ("audit.py", "_insert_many"),
     ("audit.py", "next_event_id"),
     ("decl_base.py", "_declarative_constructor"),
     ("attributes.py", "__set__"),

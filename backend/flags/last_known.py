@@ -37,15 +37,15 @@ class FlagRecord(NamedTuple):
 
 
 def iso_utc(value: datetime | str) -> str:
-    """A stored timestamp as ISO 8601 in UTC. SQLite hands back its text form (UTC, no zone);
+    """A stored timestamp as ISO 8601 in UTC, always with microseconds. SQLite hands back its
+    text form (UTC, no zone: "2026-11-26 13:58:01.198570", rewritten without parsing it);
     PostgreSQL a datetime."""
     if isinstance(value, str):
+        if len(value) == 26 and value[10] == " " and value[19] == ".":
+            return f"{value[:10]}T{value[11:]}+00:00"
         value = datetime.fromisoformat(value)
-    return (
-        value.replace(tzinfo=UTC).isoformat()
-        if value.tzinfo is None
-        else (value.astimezone(UTC).isoformat())
-    )
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")
 
 
 # The timestamp is read as the driver gives it, without the column type's conversion to a

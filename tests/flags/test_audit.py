@@ -184,7 +184,7 @@ def test_bulk_rollback_events_hash_exactly_as_the_verifier_recomputes(
     runtime.toggle(CSRF, True, actor="alice", method="api")
     result = runtime.rollback(None, actor="user:zoë", method="emergency", reason=reason)
     assert len(result.changed) > 1
-    ok, events, problems = report(sessions)
+    ok, _, problems = report(sessions)
     assert (ok, problems) == (True, [])
     with sessions() as s:
         stored = s.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()

@@ -166,3 +166,19 @@ def test_a_rollback_after_an_unseen_change_loads_that_change_too(
     runtime.rollback(["xss_protection_enabled"], actor="alice", method="feature_flag")
     assert current().flags["postgresql_support"].stored_enabled is True
     assert served() == reloaded(runtime)
+
+
+def test_stored_timestamps_are_served_as_iso_8601_utc_with_microseconds() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    iso = last_known.iso_utc
+    assert iso("2026-11-26 13:58:01.198570") == "2026-11-26T13:58:01.198570+00:00"  # SQLite
+    assert iso("2026-11-26 13:58:01") == "2026-11-26T13:58:01.000000+00:00"
+    assert iso(datetime(2026, 11, 26, 13, 58, 1, tzinfo=UTC)) == "2026-11-26T13:58:01.000000+00:00"
+    cet = timezone(timedelta(hours=1))
+    assert (
+        iso(datetime(2026, 11, 26, 14, 58, 1, 5, tzinfo=cet)) == "2026-11-26T13:58:01.000005+00:00"
+    )
+    assert (
+        iso(datetime(2026, 11, 26, 13, 58, 1)) == "2026-11-26T13:58:01.000000+00:00"
+    )  # naive: UTC
