@@ -149,19 +149,7 @@ def append_changes(
 
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 # Column order of the rows append_changes builds; `at` is shared and goes first.
-_BULK_COLUMNS = (
-    "id",
-    "flag_name",
-    "actor",
-    "method",
-    "old_value",
-    "new_value",
-    "reason",
-    "version",
-    "rollback_record_id",
-    "prev_hash",
-    "hash",
-)
+_BULK_COLUMNS = (*(c for c in _HASHED if c != "at"), "prev_hash", "hash")
 
 
 def _insert_many(session: Session, at: datetime, rows: list[tuple[Any, ...]]) -> None:

@@ -80,16 +80,7 @@ def seed_flags(
                 row.rollback_value, row.requires_restart = d.rollback_value, d.requires_restart
                 written.append(row)
             continue
-        row = FlagRow(
-            name=d.name,
-            description=d.description,
-            phase=d.phase,
-            risk=str(d.risk),
-            rollback_value=d.rollback_value,
-            requires_restart=d.requires_restart,
-            enabled=d.default,
-            updated_by="init_db",
-        )
+        row = _new_row(d, actor="init_db")
         session.add(row)
         written.append(row)
         added.append(d.name)
@@ -99,6 +90,19 @@ def seed_flags(
         for row in written:
             row.version = version
     return added
+
+
+def _new_row(d: FlagDefinition, *, actor: str) -> FlagRow:
+    return FlagRow(
+        name=d.name,
+        description=d.description,
+        phase=d.phase,
+        risk=str(d.risk),
+        rollback_value=d.rollback_value,
+        requires_restart=d.requires_restart,
+        enabled=d.default,
+        updated_by=actor,
+    )
 
 
 def _checked_name(name: str) -> str:
@@ -230,17 +234,6 @@ def rollback_flags(
 def create_flag(session: Session, definition: FlagDefinition, *, actor: str) -> None:
     """Register a flag that is not in the built-in registry (used by tests and benchmarks)."""
     _checked_name(definition.name)
-    store = lock_store(session)
-    session.add(
-        FlagRow(
-            name=definition.name,
-            description=definition.description,
-            phase=definition.phase,
-            risk=str(definition.risk),
-            rollback_value=definition.rollback_value,
-            requires_restart=definition.requires_restart,
-            enabled=definition.default,
-            updated_by=actor,
-            version=store.version,
-        )
-    )
+    row = _new_row(definition, actor=actor)
+    row.version = lock_store(session).version
+    session.add(row)
