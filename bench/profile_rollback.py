@@ -29,8 +29,7 @@ from backend.core.log import configure_logging
 from backend.db.base import utcnow
 from backend.db.init_db import init_db
 from backend.db.session import engine_for, session_factory
-from backend.flags import FlagRuntime, last_known, service, snapshot
-from backend.flags import runtime as runtime_module
+from backend.flags import FlagRuntime, last_known, outcomes, service, snapshot
 from backend.flags.models import FlagRow
 from backend.flags.registry import FlagDefinition, Risk
 from backend.flags.service import create_flag, lock_store
@@ -102,14 +101,14 @@ def pieces(rig: Rig) -> list[tuple[str, Callable[[], object]]]:
     state_file = rig.runtime.state_file or Path(tempfile.mkdtemp()) / "state.json"
 
     def log_lines() -> None:
-        runtime_module._log_changes(
+        outcomes.log_changes(
             [(f"f{i:04d}", True, False) for i in range(n_changed)],
             " by bench via emergency (version 1, emergency rollback record 1)",
         )
 
     def publish_own() -> None:
         base = snapshot.current()
-        rig.runtime._extend(
+        rig.runtime.builder.extend(
             base, base.version + 1, [r._replace(enabled=False) for r in rows if r.enabled]
         )
 
@@ -124,7 +123,7 @@ def pieces(rig: Rig) -> list[tuple[str, Callable[[], object]]]:
         (f"  publish own change: snapshot with {n_changed} flags rebuilt", publish_own),
         ("runtime.refresh(force=True): a full reload", lambda: rig.runtime.refresh(force=True)),
         ("  one-statement read of every flag", load_rows),
-        ("  FlagRuntime._build (FlagState objects)", lambda: rig.runtime._build(1, rows)),
+        ("  SnapshotBuilder.build (FlagState objects)", lambda: rig.runtime.builder.build(1, rows)),
         (
             "last_known.save (JSON file; by the poller)",
             lambda: last_known.save(state_file, 1, rows),

@@ -7,8 +7,9 @@ from backend.flags.errors import (
     FlagStoreUnavailable,
     RollbackModeActive,
 )
+from backend.flags.outcomes import RollbackResult, ToggleResult
 from backend.flags.registry import DEFAULT_FLAGS, FlagDefinition
-from backend.flags.runtime import FlagRuntime, RollbackResult, ToggleResult
+from backend.flags.runtime import FlagRuntime
 from backend.flags.snapshot import FlagState, Snapshot, current, is_enabled
 
 __all__ = [

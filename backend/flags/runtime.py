@@ -12,9 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -22,8 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.flags import journal, last_known, service, snapshot
+from backend.flags.builder import SnapshotBuilder
 from backend.flags.errors import (
-    ConfigurationError,
     FlagNotFound,
     FlagStoreUnavailable,
     RollbackModeActive,
@@ -31,60 +29,10 @@ from backend.flags.errors import (
 from backend.flags.journal import JournalEntry
 from backend.flags.last_known import FlagRecord
 from backend.flags.models import FlagStoreRow
+from backend.flags.outcomes import RollbackResult, ToggleResult, fmt, log_changes, reason_suffix
 from backend.flags.snapshot import FlagState, Snapshot
 
 log = logging.getLogger("pcm_ops_tools.flags")
-
-
-@dataclass(frozen=True, slots=True)
-class ToggleResult:
-    flag: FlagState
-    old: bool
-    new: bool
-    version: int
-    journal_id: str | None = None  # set when journaled because the store was unreachable
-
-
-@dataclass(frozen=True, slots=True)
-class RollbackResult:
-    record_id: int | None  # None when journaled: the record is made at replay
-    version: int
-    changed: list[dict[str, object]]
-    unchanged: list[str]
-    requires_restart: list[str]
-    verification: str  # "success", "failed" or "journaled"
-    duration_ms: float
-    journal_id: str | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        """For the API and the CLI: shallow (dataclasses.asdict deep-copies every change, a
-        few ms for a thousand flags)."""
-        return {name: getattr(self, name) for name in self.__slots__}
-
-
-def _fmt(value: bool) -> str:
-    return "enabled" if value else "disabled"
-
-
-def _reason(reason: str) -> str:
-    """The log lines' reason suffix, on one line: a reason cannot forge log lines."""
-    if not reason:
-        return ""
-    return " reason: " + reason.replace("\r", "\\r").replace("\n", "\\n")
-
-
-def _log_changes(changes: list[tuple[str, bool, bool]], tail: str) -> None:
-    """A `Feature flag <name> changed: old -> new<tail>` line per change, in one record: the
-    log formatter prefixes every line, so each greps alone, and a thousand changes cost one
-    write instead of a thousand."""
-    if changes:
-        log.warning(
-            "%s",
-            "\n".join(
-                f"Feature flag {name} changed: {_fmt(old)} -> {_fmt(new)}{tail}"
-                for name, old, new in changes
-            ),
-        )
 
 
 class FlagRuntime:
@@ -106,8 +54,7 @@ class FlagRuntime:
         stale_after: float = 5.0,
     ) -> None:
         self.sessions = sessions
-        self.rollback_mode = rollback_mode
-        self.overrides = dict(overrides or {})
+        self.builder = SnapshotBuilder(rollback_mode=rollback_mode, overrides=overrides or {})
         self.state_file = state_file
         # Beside the state file unless told otherwise (Settings.rollback_journal_file is that).
         if journal_file is None and state_file is not None:
@@ -117,7 +64,6 @@ class FlagRuntime:
         self._saved_version: int | None = None  # in the state file, as far as we know
         self.poll_interval = poll_interval
         self.stale_after = stale_after
-        self.boot_values: dict[str, bool] = {}
         self.last_sync = time.monotonic()
         self.last_error: str | None = None
         self._refresh_lock = threading.Lock()
@@ -125,71 +71,19 @@ class FlagRuntime:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def rollback_mode(self) -> bool:
+        return self.builder.rollback_mode
+
+    @property
+    def overrides(self) -> dict[str, bool]:
+        return self.builder.overrides
+
+    @property
+    def boot_values(self) -> dict[str, bool]:
+        return self.builder.boot_values
+
     # -- reading the store ------------------------------------------------------------
-    def _state(self, row: FlagRecord, entries: list[JournalEntry]) -> FlagState:
-        """How this process serves one stored flag (rollback mode, overrides, the journal)."""
-        stored, stored_source = row.enabled, "stored"
-        updated_at, updated_by = row.updated_at, row.updated_by
-        covering = [e for e in entries if e.covers(row.name)] if entries else None
-        if covering:
-            # Journaled changes only ever move a flag to its rollback value.
-            stored, stored_source = row.rollback_value, "journal"
-            updated_at, updated_by = covering[-1].at.isoformat(), covering[-1].actor
-        if self.rollback_mode:
-            value, source = row.rollback_value, "rollback_mode"
-        elif row.name in self.overrides:
-            value, source = self.overrides[row.name], "env"
-        else:
-            value, source = stored, stored_source
-        if row.requires_restart:
-            boot = self.boot_values.setdefault(row.name, value)
-            pending = boot != value
-        else:
-            pending = False
-        return FlagState(
-            name=row.name,
-            enabled=value,
-            stored_enabled=stored,
-            source=source,
-            rollback_value=row.rollback_value,
-            requires_restart=row.requires_restart,
-            pending_restart=pending,
-            description=row.description,
-            phase=row.phase,
-            risk=row.risk,
-            updated_at=updated_at,
-            updated_by=updated_by,
-        )
-
-    def _build(
-        self, version: int, rows: list[FlagRecord], entries: list[JournalEntry] | None = None
-    ) -> Snapshot:
-        entries = entries or []
-        return Snapshot(
-            version=version,
-            rollback_mode=self.rollback_mode,
-            flags=MappingProxyType({row.name: self._state(row, entries) for row in rows}),
-            journaled=tuple(e.id for e in entries),
-        )
-
-    def _extend(self, base: Snapshot, version: int, rows: list[FlagRecord]) -> Snapshot:
-        """`base` with the flags written since its version replaced: the cost of a refresh
-        follows the size of the change, not the number of flags."""
-        states = dict(base.flags)
-        for row in rows:
-            states[row.name] = self._state(row, [])
-        return Snapshot(
-            version=version, rollback_mode=self.rollback_mode, flags=MappingProxyType(states)
-        )
-
-    def check_overrides(self, names: set[str]) -> None:
-        unknown = sorted(set(self.overrides) - names)
-        if unknown:
-            shown = ", ".join(f"FEATURE_FLAG_{n.upper()}" for n in unknown)
-            raise ConfigurationError(
-                f"{shown} names no feature flag; known flags: {', '.join(sorted(names))}"
-            )
-
     def refresh(self, *, force: bool = False) -> Snapshot:
         """Load what changed in the store since the served snapshot and publish the result.
 
@@ -222,13 +116,13 @@ class FlagRuntime:
                             "the flag store is not initialised: run backend/db/init_db.py"
                         )
                     if full:
-                        self.check_overrides({r.name for r in rows})
+                        self.builder.check_overrides({r.name for r in rows})
                         snapshot.publish(
-                            self._build(version, rows, journal.read(self.journal_file))
+                            self.builder.build(version, rows, journal.read(self.journal_file))
                         )
                         self._journal_sig = sig
                     elif version != current.version:
-                        snapshot.publish(self._extend(current, version, rows))
+                        snapshot.publish(self.builder.extend(current, version, rows))
             except SQLAlchemyError as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 if self._serve_offline() is None:
@@ -277,7 +171,7 @@ class FlagRuntime:
                             actor,
                         )
                     )
-                snapshot.publish(self._extend(base, outcome.version, rows))
+                snapshot.publish(self.builder.extend(base, outcome.version, rows))
                 self.last_sync = time.monotonic()
         if not exact:
             self.refresh()
@@ -320,7 +214,7 @@ class FlagRuntime:
         if loaded is None:
             return None
         version, rows = loaded
-        snap = self._build(version, rows, journal.read(self.journal_file))
+        snap = self.builder.build(version, rows, journal.read(self.journal_file))
         log.warning(
             "Feature flag store unreachable: serving last-known state version %s%s",
             snap.version,
@@ -451,12 +345,12 @@ class FlagRuntime:
         log.info(
             "Feature flag %s changed: %s -> %s by %s via %s (version %s)%s",
             name,
-            _fmt(change.old),
-            _fmt(change.new),
+            fmt(change.old),
+            fmt(change.new),
             actor,
             method,
             version,
-            _reason(reason),
+            reason_suffix(reason),
         )
         self.refresh()  # the version moved, so this loads it unless the poller already did
         return ToggleResult(self.get(name), change.old, change.new, version)
@@ -484,10 +378,10 @@ class FlagRuntime:
             )
         changed = [c for c in outcome.changes if c.changed]
         scope = "emergency rollback" if names is None else "rollback"
-        _log_changes(
+        log_changes(
             [(c.name, c.old, c.new) for c in changed],
             f" by {actor} via {method} (version {outcome.version}, {scope} record"
-            f" {outcome.record_id}){_reason(reason)}",
+            f" {outcome.record_id}){reason_suffix(reason)}",
         )
         self._publish_own(outcome, actor)
         duration = (time.perf_counter() - started) * 1000
@@ -567,12 +461,12 @@ class FlagRuntime:
             "Feature flag %s changed: %s -> %s by %s via %s (journaled as %s: database"
             " unreachable, replayed when it returns)%s",
             name,
-            _fmt(flag.stored_enabled),
-            _fmt(enabled),
+            fmt(flag.stored_enabled),
+            fmt(enabled),
             actor,
             method,
             entry.id,
-            _reason(reason),
+            reason_suffix(reason),
         )
         return ToggleResult(snap.flags[name], flag.stored_enabled, enabled, snap.version, entry.id)
 
@@ -599,10 +493,10 @@ class FlagRuntime:
         changed = [f for f in before.values() if f.stored_enabled != f.rollback_value]
         wrong = [n for n in scope if snap.flags[n].stored_enabled != snap.flags[n].rollback_value]
         what = "emergency rollback" if names is None else "rollback"
-        _log_changes(
+        log_changes(
             [(f.name, f.stored_enabled, f.rollback_value) for f in changed],
             f" by {actor} via {method} ({what} journaled as {entry.id}: database unreachable,"
-            f" replayed when it returns){_reason(reason)}",
+            f" replayed when it returns){reason_suffix(reason)}",
         )
         duration = (time.perf_counter() - started) * 1000
         verification = "journaled" if not wrong else "failed"
