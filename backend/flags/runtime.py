@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.flags import journal, last_known, service, snapshot
+from backend.flags import journal, last_known, notify, service, snapshot
 from backend.flags.builder import SnapshotBuilder
 from backend.flags.errors import (
     FlagNotFound,
@@ -51,6 +51,7 @@ class FlagRuntime:
         state_file: Path | None = None,
         journal_file: Path | None = None,
         poll_interval: float = 0.02,
+        listen_timeout: float = 0.5,
         stale_after: float = 5.0,
     ) -> None:
         self.sessions = sessions
@@ -70,6 +71,12 @@ class FlagRuntime:
         self._replay_retry_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # PostgreSQL: the poller sleeps on change notifications and still reads the version
+        # row at least this often; after a broken listening connection, it polls for a while.
+        self.listen_timeout = listen_timeout
+        self.listener: notify.Listener | None = None
+        self._listen_retry_at = 0.0
+        self._listen_failing = False
 
     @property
     def rollback_mode(self) -> bool:
@@ -243,12 +250,42 @@ class FlagRuntime:
             self._thread.join(timeout=2)
             self._thread = None
 
+    def _pause(self, listener: notify.Listener | None) -> bool:
+        """Wait for the next look at the store: a change notification (PostgreSQL) or, when
+        there is none, the poll interval. False once polling is to stop."""
+        if listener is not None and time.monotonic() >= self._listen_retry_at:
+            try:
+                # In slices, so that stop_polling never waits for a whole listen_timeout.
+                deadline = time.monotonic() + self.listen_timeout
+                while not self._stop.is_set():
+                    left = deadline - time.monotonic()
+                    if listener.wait(max(0.0, min(left, 0.25))) or left <= 0.25:
+                        break
+            except Exception as exc:  # the listening connection broke: poll until it is back
+                self._listen_retry_at = time.monotonic() + 1.0
+                if not self._listen_failing:  # once per outage, not once per retry
+                    self._listen_failing = True
+                    log.warning(
+                        "flag change notifications lost, polling every %.0f ms: %s: %s",
+                        self.poll_interval * 1000,
+                        type(exc).__name__,
+                        str(exc).splitlines()[0] if str(exc) else "connection closed",
+                    )
+            else:
+                if self._listen_failing:
+                    self._listen_failing = False
+                    log.info("flag change notifications restored")
+                return not self._stop.is_set()
+        return not self._stop.wait(self.poll_interval)
+
     def _poll(self) -> None:
         bind = self.sessions.kw["bind"]
+        listener = notify.Listener.for_engine(bind)
+        self.listener = listener
         conn: Connection | None = None
         query = select(FlagStoreRow.version).where(FlagStoreRow.id == 1)
         retry_at = 0.0  # while the store is down: when to try it again
-        while not self._stop.wait(self.poll_interval):
+        while self._pause(listener):
             if conn is None and time.monotonic() < retry_at:
                 # Down: watch the journal every interval, so that a rollback journaled by
                 # another process is served here within the propagation budget.
@@ -286,6 +323,8 @@ class FlagRuntime:
                 retry_at = time.monotonic() + min(1.0, self.poll_interval * 25)
         if conn is not None:
             conn.close()
+        if listener is not None:
+            listener.close()
 
     def health(self) -> dict[str, Any]:
         snap = snapshot.current()
@@ -307,6 +346,8 @@ class FlagRuntime:
             "overrides": dict(self.overrides),
             "pending_restart": sorted(n for n, f in snap.flags.items() if f.pending_restart),
             "journaled_rollbacks": [e.id for e in pending],
+            # How changes made elsewhere arrive: PostgreSQL notifications, or polling.
+            "change_notifications": self.listener is not None and self.listener.connected,
             "error": self.last_error,
         }
 

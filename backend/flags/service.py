@@ -12,6 +12,7 @@ from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Session
 
 from backend.db.base import utcnow
+from backend.flags import notify
 from backend.flags.audit import append_changes, append_events, next_event_id
 from backend.flags.errors import FlagNotFound, FlagStoreUnavailable, RollbackModeActive
 from backend.flags.models import AuditEvent, FlagRow, FlagStoreRow, RollbackRecord
@@ -50,6 +51,7 @@ def lock_store(session: Session) -> FlagStoreRow:
         raise FlagStoreUnavailable("the flag store is not initialised: run backend/db/init_db.py")
     store = session.get(FlagStoreRow, 1, populate_existing=True)
     assert store is not None
+    notify.announce(session, store.version)  # sent on commit, to every listening worker
     return store
 
 

@@ -5,6 +5,7 @@ CI sets PCM_REQUIRE_POSTGRES=1, so there a missing server fails instead of skipp
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,10 +17,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.core.config import Settings
 from backend.db.init_db import alembic_config, init_db
 from backend.db.session import make_engine, session_factory
-from backend.flags import FlagRuntime
+from backend.flags import FlagRuntime, current, is_enabled, service
 from backend.flags.audit import verify_chain
 from backend.flags.models import AuditEvent, FlagRow
-from tests.postgres import scratch_database
+from backend.flags.notify import Listener
+from tests.postgres import admin_execute, scratch_database
+
+CSRF = "csrf_tokens_enabled"
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +120,82 @@ def test_migrations_downgrade_and_upgrade_on_postgres(pg_engine: Engine) -> None
             )
         }
     assert {"feature_flags", "flag_audit_events", "rollback_records"} <= tables
+
+
+# -- LISTEN/NOTIFY ----------------------------------------------------------------------------
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def set_csrf(sessions: sessionmaker[Session], enabled: bool) -> None:
+    """A change committed by another worker or instance: only the store can bring it here."""
+    with sessions.begin() as s:
+        service.set_flag(s, name=CSRF, enabled=enabled, actor="other", method="api")
+
+
+def test_a_change_arrives_by_notification_not_by_polling(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    # Polling and the fallback read are both 30 s apart: the change can only arrive in time
+    # through its NOTIFY.
+    rt = FlagRuntime(pg_sessions, poll_interval=30, listen_timeout=30)
+    rt.refresh(force=True)
+    rt.start_polling()
+    try:
+        wait_for(lambda: rt.health()["change_notifications"], 5, "the poller never listened")
+        set_csrf(pg_sessions, False)
+        wait_for(lambda: not is_enabled(CSRF), 5, "the change was not heard")
+        assert rt.listener is not None and rt.listener.notified >= 1
+        assert current().flags[CSRF].updated_by == "other"
+    finally:
+        rt.stop_polling()
+
+
+def test_a_rolled_back_change_sends_no_notification(pg_sessions: sessionmaker[Session]) -> None:
+    listener = Listener(pg_sessions.kw["bind"])
+    try:
+        assert listener.wait(0.01) is False  # connects and LISTENs
+        with pg_sessions() as s, s.begin():
+            service.set_flag(s, name=CSRF, enabled=False, actor="x", method="api")
+            s.rollback()
+        assert listener.wait(0.3) is False
+        set_csrf(pg_sessions, False)
+        assert listener.wait(5) is True
+    finally:
+        listener.close()
+
+
+def test_a_killed_listening_connection_falls_back_to_polling_and_listens_again(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    rt = FlagRuntime(pg_sessions, poll_interval=0.05, listen_timeout=30)
+    rt.refresh(force=True)
+    rt.start_polling()
+    try:
+        wait_for(lambda: rt.health()["change_notifications"], 5, "the poller never listened")
+        assert rt.listener is not None and rt.listener.backend_pid is not None
+        admin_execute("SELECT pg_terminate_backend(%s)", rt.listener.backend_pid)
+        set_csrf(pg_sessions, False)  # wakes the listener, whose connection is now gone
+        wait_for(lambda: not is_enabled(CSRF), 5, "no change arrived after the kill")
+        # Within about a second the poller listens again, and notifications work again.
+        wait_for(lambda: rt.health()["change_notifications"], 5, "the poller never listened again")
+        heard = rt.listener.notified
+        set_csrf(pg_sessions, True)
+        wait_for(lambda: is_enabled(CSRF), 5, "the next change was not heard")
+        wait_for(lambda: rt.listener is not None and rt.listener.notified > heard, 5, "no NOTIFY")
+    finally:
+        rt.stop_polling()
+
+
+def test_stopping_does_not_wait_for_the_listen_timeout(pg_sessions: sessionmaker[Session]) -> None:
+    rt = FlagRuntime(pg_sessions, poll_interval=30, listen_timeout=30)
+    rt.refresh(force=True)
+    rt.start_polling()
+    wait_for(lambda: rt.health()["change_notifications"], 5, "the poller never listened")
+    poller = rt._thread
+    assert poller is not None
+    rt.stop_polling()  # joins for up to 2 s
+    assert not poller.is_alive()
