@@ -81,6 +81,12 @@ RULES: dict[tuple[str, str], Rule] = {
     # health (public by the runbook)
     ("GET", "/api/health"): Rule("public"),
     ("GET", "/api/feature-flags/health"): Rule("public"),
+    # OpenFeature remote evaluation: read-only, any signed-in caller
+    ("POST", "/ofrep/v1/evaluate/flags/{key}"): Rule(
+        "viewer", path="/ofrep/v1/evaluate/flags/csrf_tokens_enabled", json={"context": {}}
+    ),
+    ("POST", "/ofrep/v1/evaluate/flags"): Rule("viewer", json={}),
+    ("GET", "/ofrep/v1/configuration"): Rule("viewer"),
     # flags
     ("GET", "/api/feature-flags"): Rule("viewer"),
     ("GET", "/api/feature-flags/audit"): Rule("viewer"),
