@@ -20,6 +20,7 @@ from backend.api import (
     health,
     metrics,
     ofrep,
+    prometheus,
     providers,
     rollback_records,
     tokens,
@@ -133,7 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for module in (health, feature_flags, rollback_records, providers, auth, aws, metrics):
         app.include_router(module.router)
-    for module in (users, tokens, aws_credentials, ofrep):
+    for module in (users, tokens, aws_credentials, ofrep, prometheus):
         app.include_router(module.router)
     web.install(app)
     # Innermost first: a 500 made by RequestContext still gets the headers of the other two.

@@ -87,6 +87,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("POST", "/ofrep/v1/evaluate/flags"): Rule("viewer", json={}),
     ("GET", "/ofrep/v1/configuration"): Rule("viewer"),
+    ("GET", "/metrics"): Rule("viewer"),
     # flags
     ("GET", "/api/feature-flags"): Rule("viewer"),
     ("GET", "/api/feature-flags/audit"): Rule("viewer"),
