@@ -11,11 +11,12 @@ is, the safety net for processes without this thread (the CLI).
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+
+from backend.core.periodic import Periodic
 
 log = logging.getLogger("pcm_ops_tools.db")
 
@@ -30,8 +31,7 @@ class WalCheckpointer:
         self.interval = interval
         self.checkpoints = 0
         self._seen: tuple[int, int] | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Periodic("wal-checkpoint", interval, self.run_once)
 
     @classmethod
     def for_engine(cls, engine: Engine, **kwargs: float) -> WalCheckpointer | None:
@@ -42,20 +42,10 @@ class WalCheckpointer:
         return cls(engine, **kwargs)
 
     def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
-            self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.run_once()
+        self._loop.stop()
 
     def run_once(self) -> bool:
         """Checkpoint if the log changed since the last look; True when one ran."""

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend.core.periodic import Periodic
 from backend.metrics.models import RequestMetric
 
 log = logging.getLogger("pcm_ops_tools.metrics")
@@ -64,8 +65,7 @@ class MetricsRecorder:
         self.flush_interval = flush_interval
         self._buckets: dict[int, Bucket] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Periodic("metrics-flush", flush_interval, self._safe_flush)
         self.pid = os.getpid()
 
     def observe(self, duration_ms: float, status: int) -> None:
@@ -113,16 +113,10 @@ class MetricsRecorder:
                     self._buckets[minute].row_id = row_id
 
     def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="metrics-flush", daemon=True)
-            self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        self._loop.stop(timeout=2)
         self._safe_flush()
 
     def _safe_flush(self) -> None:
@@ -130,10 +124,6 @@ class MetricsRecorder:
             self.flush()
         except SQLAlchemyError as exc:
             log.warning("metrics flush failed: %s", str(exc).splitlines()[0])
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.flush_interval):
-            self._safe_flush()
 
 
 class RequestMetricsMiddleware:
