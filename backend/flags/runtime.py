@@ -1,8 +1,9 @@
 """The flag control plane of one process: snapshot refresh, propagation, and the use cases
 that change flags (each one transaction, then logged and published at once).
 
-While the store is unreachable, flags are served from the last-known-state file, and
-rollbacks are journaled (backend.flags.journal) and replayed when the store answers again.
+How stored rows become served flags is backend.flags.builder; what happens while the store is
+unreachable (the last-known-state file, the rollback journal and its replay) is
+backend.flags.offline.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ from backend.flags.builder import SnapshotBuilder
 from backend.flags.errors import (
     FlagNotFound,
     FlagStoreUnavailable,
-    RollbackModeActive,
 )
-from backend.flags.journal import JournalEntry
 from backend.flags.last_known import FlagRecord
 from backend.flags.models import FlagStoreRow
+from backend.flags.offline import Offline
 from backend.flags.outcomes import RollbackResult, ToggleResult, fmt, log_changes, reason_suffix
 from backend.flags.snapshot import FlagState, Snapshot
 
@@ -56,19 +56,15 @@ class FlagRuntime:
     ) -> None:
         self.sessions = sessions
         self.builder = SnapshotBuilder(rollback_mode=rollback_mode, overrides=overrides or {})
-        self.state_file = state_file
         # Beside the state file unless told otherwise (Settings.rollback_journal_file is that).
         if journal_file is None and state_file is not None:
             journal_file = state_file.with_name("rollback_journal.jsonl")
-        self.journal_file = journal_file
-        self._journal_sig: tuple[int, int, int] | None = None
-        self._saved_version: int | None = None  # in the state file, as far as we know
+        self.offline = Offline(self.builder, state_file, journal_file)
         self.poll_interval = poll_interval
         self.stale_after = stale_after
         self.last_sync = time.monotonic()
         self.last_error: str | None = None
         self._refresh_lock = threading.Lock()
-        self._replay_retry_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # PostgreSQL: the poller sleeps on change notifications and still reads the version
@@ -77,6 +73,14 @@ class FlagRuntime:
         self.listener: notify.Listener | None = None
         self._listen_retry_at = 0.0
         self._listen_failing = False
+
+    @property
+    def state_file(self) -> Path | None:
+        return self.offline.state_file
+
+    @property
+    def journal_file(self) -> Path | None:
+        return self.offline.journal_file
 
     @property
     def rollback_mode(self) -> bool:
@@ -105,14 +109,14 @@ class FlagRuntime:
             try:
                 with self.sessions() as s:
                     current = snapshot.current()
-                    sig = journal.signature(self.journal_file)
+                    sig = self.offline.signature()
                     full = (
                         force
                         or current.version < 0
                         or current.from_last_known_state
                         or bool(current.journaled)
                         or sig is not None
-                        or sig != self._journal_sig
+                        or sig != self.offline.journal_sig
                     )
                     version, rows = last_known.read_since(s, -1 if full else current.version)
                     if version is not None and not full and version < current.version:
@@ -124,15 +128,13 @@ class FlagRuntime:
                         )
                     if full:
                         self.builder.check_overrides({r.name for r in rows})
-                        snapshot.publish(
-                            self.builder.build(version, rows, journal.read(self.journal_file))
-                        )
-                        self._journal_sig = sig
+                        snapshot.publish(self.builder.build(version, rows, self.offline.entries()))
+                        self.offline.journal_sig = sig
                     elif version != current.version:
                         snapshot.publish(self.builder.extend(current, version, rows))
             except SQLAlchemyError as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                if self._serve_offline() is None:
+                if self.offline.serve() is None:
                     raise FlagStoreUnavailable(
                         f"flag store unreachable and no last-known state: {self.last_error}"
                     ) from exc
@@ -140,7 +142,7 @@ class FlagRuntime:
             self.last_sync = time.monotonic()
             self.last_error = None
             if self._thread is None:
-                self.save_state()  # no poller to do it off the request path
+                self.offline.save_state()  # no poller to do it off the request path
             return snapshot.current()
 
     def _publish_own(self, outcome: service.RollbackOutcome, actor: str) -> None:
@@ -158,7 +160,7 @@ class FlagRuntime:
                 base.version == outcome.version - 1
                 and not base.from_last_known_state
                 and not base.journaled
-                and self._journal_sig is None
+                and self.offline.journal_sig is None
                 and all(c.name in base.flags for c in changed)
             )
             if exact:
@@ -183,57 +185,7 @@ class FlagRuntime:
         if not exact:
             self.refresh()
         elif self._thread is None:
-            self.save_state()
-
-    def save_state(self) -> None:
-        """Write the served store state to the last-known-state file, unless it holds this
-        version already (written by this process or another worker)."""
-        snap = snapshot.current()
-        if (
-            snap.version == self._saved_version
-            or self.state_file is None
-            or snap.version < 0
-            or snap.from_last_known_state
-            or snap.journaled
-        ):
-            return
-        if last_known.saved_version(self.state_file) == snap.version or last_known.save(
-            self.state_file, snap.version, last_known.records_of(snap)
-        ):
-            self._saved_version = snap.version
-
-    def _serve_offline(self, *, force: bool = False) -> Snapshot | None:
-        """With the store unreachable: publish the last-known state with the journal laid over
-        it, when nothing is served yet or the journal changed. None: nothing can be served."""
-        sig = journal.signature(self.journal_file)
-        served = snapshot.current()
-        if not force and served.version >= 0 and sig == self._journal_sig:
-            return served
-        loaded = self._load_last_known()
-        if loaded is None:
-            return None if served.version < 0 else served
-        snapshot.publish(loaded)
-        self._journal_sig = sig
-        return loaded
-
-    def _load_last_known(self) -> Snapshot | None:
-        loaded = last_known.load(self.state_file)
-        if loaded is None:
-            return None
-        version, rows = loaded
-        snap = self.builder.build(version, rows, journal.read(self.journal_file))
-        log.warning(
-            "Feature flag store unreachable: serving last-known state version %s%s",
-            snap.version,
-            f" with {len(snap.journaled)} journaled rollback(s)" if snap.journaled else "",
-        )
-        return Snapshot(
-            version=snap.version,
-            rollback_mode=snap.rollback_mode,
-            flags=snap.flags,
-            from_last_known_state=True,
-            journaled=snap.journaled,
-        )
+            self.offline.save_state()
 
     # -- propagation --------------------------------------------------------------------
     def start_polling(self) -> None:
@@ -289,11 +241,11 @@ class FlagRuntime:
             if conn is None and time.monotonic() < retry_at:
                 # Down: watch the journal every interval, so that a rollback journaled by
                 # another process is served here within the propagation budget.
-                sig = journal.signature(self.journal_file)
-                if sig == self._journal_sig:
+                sig = self.offline.signature()
+                if sig == self.offline.journal_sig:
                     continue
                 if sig is not None:
-                    self._serve_offline()
+                    self.offline.serve()
                     continue
                 retry_at = 0.0  # the journal was replayed elsewhere: the store is back
             try:
@@ -302,18 +254,18 @@ class FlagRuntime:
                 version = conn.execute(query).scalar()
                 conn.rollback()
                 served = snapshot.current()
-                sig = journal.signature(self.journal_file)
+                sig = self.offline.signature()
                 if (
                     version != served.version
                     or served.from_last_known_state
                     or sig is not None  # a journal to replay
-                    or sig != self._journal_sig
+                    or sig != self.offline.journal_sig
                 ):
                     self.refresh()
                 else:
                     self.last_sync = time.monotonic()
                 if snapshot.current().age_seconds >= self.SAVE_AFTER:
-                    self.save_state()  # here, off the request path and after the change
+                    self.offline.save_state()  # here, off the request path and after the change
             except (SQLAlchemyError, FlagStoreUnavailable) as exc:
                 self.last_error = str(exc).splitlines()[0]
                 if conn is not None:
@@ -331,7 +283,7 @@ class FlagRuntime:
         since_sync = time.monotonic() - self.last_sync
         stale = since_sync > self.stale_after or snap.version < 0
         # Read from the file, not the snapshot: journaled rollbacks not yet in the store.
-        pending = journal.read(self.journal_file)
+        pending = self.offline.entries()
         ok = not stale and self.last_error is None and not pending
         return {
             "status": "healthy" if ok else "unhealthy",
@@ -380,8 +332,16 @@ class FlagRuntime:
                 raise FlagStoreUnavailable(
                     f"could not store the change: {exc}".splitlines()[0]
                 ) from exc
-            return self._journal_toggle(
-                name, enabled, actor=actor, method=method, reason=reason, cause=exc
+            self.last_error = problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            return self.offline.toggle(
+                name,
+                enabled,
+                actor=actor,
+                method=method,
+                reason=reason,
+                rollback_mode=self.rollback_mode,
+                problem=problem,
+                cause=exc,
             )
         log.info(
             "Feature flag %s changed: %s -> %s by %s via %s (version %s)%s",
@@ -414,8 +374,15 @@ class FlagRuntime:
                 raise FlagStoreUnavailable(
                     f"could not store the rollback: {exc}".splitlines()[0]
                 ) from exc
-            return self._journal_rollback(
-                names, actor=actor, method=method, reason=reason, cause=exc, started=started
+            self.last_error = problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            return self.offline.rollback(
+                names,
+                actor=actor,
+                method=method,
+                reason=reason,
+                problem=problem,
+                cause=exc,
+                started=started,
             )
         changed = [c for c in outcome.changes if c.changed]
         scope = "emergency rollback" if names is None else "rollback"
@@ -444,155 +411,6 @@ class FlagRuntime:
             duration_ms=round(duration, 2),
         )
 
-    # -- while the store is unreachable: the journal -------------------------------------------
-    def _offline_base(self, cause: SQLAlchemyError) -> Snapshot:
-        """The state a journaled change applies to; refuses when nothing durable backs it."""
-        problem = f"{type(cause).__name__}: {cause}".splitlines()[0]
-        self.last_error = problem
-        if self.journal_file is None or self.state_file is None:
-            raise FlagStoreUnavailable(f"could not store the change: {problem}") from cause
-        served = snapshot.current()
-        if served.version >= 0 and not self.state_file.exists():
-            # The journal must lie over a durable state.
-            last_known.save(self.state_file, served.version, last_known.records_of(served))
-        loaded = self._serve_offline()
-        if loaded is None or not self.state_file.exists():
-            raise FlagStoreUnavailable(
-                f"flag store unreachable and no last-known state to journal over: {problem}"
-            ) from cause
-        return loaded
-
-    def _journal(self, entry: JournalEntry) -> Snapshot:
-        assert self.journal_file is not None
-        journal.append(self.journal_file, entry)
-        published = self._serve_offline(force=True)
-        assert published is not None
-        return published
-
-    def _journal_toggle(
-        self,
-        name: str,
-        enabled: bool,
-        *,
-        actor: str,
-        method: str,
-        reason: str,
-        cause: SQLAlchemyError,
-    ) -> ToggleResult:
-        base = self._offline_base(cause)
-        flag = base.flags.get(name)
-        if flag is None:
-            raise FlagNotFound(name)
-        if self.rollback_mode and enabled:
-            raise RollbackModeActive(
-                f"cannot enable {name!r}: rollback mode is on"
-                " (FEATURE_FLAG_ROLLBACK_MODE_ENABLED=true)"
-            )
-        if enabled != flag.rollback_value:
-            raise FlagStoreUnavailable(
-                f"cannot {'enable' if enabled else 'disable'} {name!r} while the database is"
-                f" unreachable: only changes to a flag's rollback value are journaled"
-                f" ({self.last_error})"
-            )
-        entry = journal.new_entry(
-            kind="toggle", names=[name], actor=actor, method=method, reason=reason, enabled=enabled
-        )
-        snap = self._journal(entry)
-        log.warning(
-            "Feature flag %s changed: %s -> %s by %s via %s (journaled as %s: database"
-            " unreachable, replayed when it returns)%s",
-            name,
-            fmt(flag.stored_enabled),
-            fmt(enabled),
-            actor,
-            method,
-            entry.id,
-            reason_suffix(reason),
-        )
-        return ToggleResult(snap.flags[name], flag.stored_enabled, enabled, snap.version, entry.id)
-
-    def _journal_rollback(
-        self,
-        names: list[str] | None,
-        *,
-        actor: str,
-        method: str,
-        reason: str,
-        cause: SQLAlchemyError,
-        started: float,
-    ) -> RollbackResult:
-        base = self._offline_base(cause)
-        for name in names or []:
-            if name not in base.flags:
-                raise FlagNotFound(name)
-        scope = sorted(base.flags if names is None else set(names))
-        before = {n: base.flags[n] for n in scope}
-        entry = journal.new_entry(
-            kind="rollback", names=names, actor=actor, method=method, reason=reason
-        )
-        snap = self._journal(entry)
-        changed = [f for f in before.values() if f.stored_enabled != f.rollback_value]
-        wrong = [n for n in scope if snap.flags[n].stored_enabled != snap.flags[n].rollback_value]
-        what = "emergency rollback" if names is None else "rollback"
-        log_changes(
-            [(f.name, f.stored_enabled, f.rollback_value) for f in changed],
-            f" by {actor} via {method} ({what} journaled as {entry.id}: database unreachable,"
-            f" replayed when it returns){reason_suffix(reason)}",
-        )
-        duration = (time.perf_counter() - started) * 1000
-        verification = "journaled" if not wrong else "failed"
-        log.warning(
-            "Feature flag %s journaled: %d changed, entry %s, verification %s, %.1f ms",
-            what,
-            len(changed),
-            entry.id,
-            verification,
-            duration,
-        )
-        return RollbackResult(
-            record_id=None,
-            version=snap.version,
-            changed=[
-                {"flag": f.name, "from": f.stored_enabled, "to": f.rollback_value} for f in changed
-            ],
-            unchanged=[n for n in scope if before[n].stored_enabled == before[n].rollback_value],
-            requires_restart=[f.name for f in changed if f.requires_restart],
-            verification=verification,
-            duration_ms=round(duration, 2),
-            journal_id=entry.id,
-        )
-
     def replay_journal(self, *, force: bool = False) -> list[str]:
-        """Put journaled rollbacks into the store (one transaction, each entry once), then move
-        the journal aside. Raises SQLAlchemyError while the store is still unreachable.
-
-        After a failure, the poller's calls wait a second; `force` (a change about to be made,
-        which must land after the journaled ones) does not."""
-        path = self.journal_file
-        if path is None or not path.exists():
-            return []
-        if not force and time.monotonic() < self._replay_retry_at:
-            return []
-        try:
-            with journal.locked(path):
-                entries = journal.read(path)  # another process may have replayed it already
-                with self.sessions.begin() as s:
-                    applied = journal.replay(s, entries)
-                if path.exists():
-                    archived = journal.archive(path)
-                    log.warning(
-                        "Feature flag journal replayed: %d of %d entries applied (%s), moved to %s",
-                        len(applied),
-                        len(entries),
-                        ", ".join(e.id for e in applied) or "none new",
-                        archived.name,
-                    )
-        except SQLAlchemyError:
-            self._replay_retry_at = time.monotonic() + 0.2
-            raise
-        except Exception:
-            # Never let a replay problem stop the poller or a rollback: retry in a second.
-            self._replay_retry_at = time.monotonic() + 1.0
-            log.exception("could not replay the rollback journal %s", path)
-            return []
-        return [e.id for e in applied]
+        """Put journaled rollbacks into the store (see Offline.replay)."""
+        return self.offline.replay(self.sessions, force=force)
