@@ -55,6 +55,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,7 +91,7 @@ now = time.monotonic  # CLOCK_MONOTONIC, the clock the server's snapshot ages ar
 
 
 # --- set-up ------------------------------------------------------------------------------------
-def server_env(data_dir: Path, log_dir: Path) -> dict[str, str]:
+def server_env(data_dir: Path, log_dir: Path, database_url: str | None = None) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -97,7 +99,28 @@ def server_env(data_dir: Path, log_dir: Path) -> dict[str, str]:
         and k not in ("DATABASE_URL", "PORT", "WORKERS", "HOST")
     }
     env.update(PCM_DATA_DIR=str(data_dir), PCM_LOG_DIR=str(log_dir), PYTHONUNBUFFERED="1")
+    if database_url:
+        env["DATABASE_URL"] = database_url
     return env
+
+
+@contextlib.contextmanager
+def postgres_database(admin_url: str | None) -> Iterator[str | None]:
+    """A scratch PostgreSQL database for one store (None: the store is a SQLite file)."""
+    if admin_url is None:
+        yield None
+        return
+    import psycopg
+
+    name = f"pcm_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass
@@ -110,12 +133,14 @@ class Store:
 
     @property
     def env(self) -> dict[str, str]:
-        return server_env(self.settings.data_dir, self.settings.log_dir)
+        return server_env(self.settings.data_dir, self.settings.log_dir, self.settings.database_url)
 
 
-def prepare_store(root: Path, total_flags: int, python: str) -> Store:
+def prepare_store(
+    root: Path, total_flags: int, python: str, database_url: str | None = None
+) -> Store:
     data_dir, log_dir = root / "data", root / "logs"
-    env = server_env(data_dir, log_dir)
+    env = server_env(data_dir, log_dir, database_url)
     subprocess.run(
         [python, "backend/db/init_db.py"],
         cwd=PROJECT_ROOT,
@@ -123,7 +148,7 @@ def prepare_store(root: Path, total_flags: int, python: str) -> Store:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    settings = Settings(data_dir=data_dir, log_dir=log_dir, database_url=None)
+    settings = Settings(data_dir=data_dir, log_dir=log_dir, database_url=database_url)
     engine = make_engine(settings.effective_database_url)
     sessions = session_factory(engine)
     with sessions() as s:
@@ -858,6 +883,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--json", type=Path, help="also write the raw results to this file")
+    parser.add_argument(
+        "--postgres",
+        metavar="ADMIN_URL",
+        help="run on PostgreSQL: a scratch database per store, made through this admin URL"
+        " (e.g. postgresql://postgres@127.0.0.1:5432/postgres); default: SQLite",
+    )
     args = parser.parse_args(argv)
     if not sys.platform.startswith("linux"):
         say("bench_rollback tells workers apart through /proc: Linux only")
@@ -881,33 +912,35 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         for total in flag_counts:
-            t = time.monotonic()
-            store = prepare_store(tmp / f"flags{total}", total, args.python)
-            say(
-                f"store with {total} flags ready in {time.monotonic() - t:.1f} s "
-                f"({len(store.enabled_after_setup)} enabled)"
-            )
-            engine = make_engine(store.settings.effective_database_url)
-            try:
-                for workers in worker_counts:
-                    server = Server(store, workers, args.python)
-                    try:
-                        server.start()
-                        say(
-                            f"  server on :{server.port}, WORKERS={workers}, "
-                            f"worker pids {server.worker_pids}"
-                        )
-                        t = time.monotonic()
-                        result = run_config(server, engine, runs, args.warmup, args)
-                        results.append(result)
-                        say(
-                            f"  done in {time.monotonic() - t:.1f} s: rollback median "
-                            f"{median(result.rollback_ms):.1f} ms"
-                        )
-                    finally:
-                        server.stop()
-            finally:
-                engine.dispose()
+            with postgres_database(args.postgres) as database_url:
+                t = time.monotonic()
+                store = prepare_store(tmp / f"flags{total}", total, args.python, database_url)
+                say(
+                    f"store with {total} flags ready in {time.monotonic() - t:.1f} s "
+                    f"({len(store.enabled_after_setup)} enabled, "
+                    f"{'PostgreSQL' if database_url else 'SQLite'})"
+                )
+                engine = make_engine(store.settings.effective_database_url)
+                try:
+                    for workers in worker_counts:
+                        server = Server(store, workers, args.python)
+                        try:
+                            server.start()
+                            say(
+                                f"  server on :{server.port}, WORKERS={workers}, "
+                                f"worker pids {server.worker_pids}"
+                            )
+                            t = time.monotonic()
+                            result = run_config(server, engine, runs, args.warmup, args)
+                            results.append(result)
+                            say(
+                                f"  done in {time.monotonic() - t:.1f} s: rollback median "
+                                f"{median(result.rollback_ms):.1f} ms"
+                            )
+                        finally:
+                            server.stop()
+                finally:
+                    engine.dispose()
     finally:
         if args.keep:
             say(f"kept {tmp}")

@@ -86,10 +86,19 @@ def test_emergency_rollback_on_postgres(pg_sessions: sessionmaker[Session]) -> N
     runtime = FlagRuntime(pg_sessions)
     runtime.refresh(force=True)
     runtime.toggle("xss_protection_enabled", True, actor="t", method="api")
-    result = runtime.rollback(None, actor="t", method="emergency", reason="pg test")
+    result = runtime.rollback(None, actor="t", method="emergency", reason='pg "test" é\n')
     assert result.verification == "success"
+    assert len(result.changed) > 1  # the bulk path: COPY on PostgreSQL
     with pg_sessions() as s:
         assert all(not r.enabled for r in s.scalars(select(FlagRow)))
+        # The events written by COPY hash exactly as the verifier recomputes them.
+        report = verify_chain(s)
+        assert (report.ok, report.problems) == (True, [])
+        events = s.scalars(
+            select(AuditEvent).where(AuditEvent.rollback_record_id == result.record_id)
+        ).all()
+        assert len(events) == len(result.changed)
+        assert {e.reason for e in events} == {'pg "test" é\n'}
 
 
 def test_migrations_downgrade_and_upgrade_on_postgres(pg_engine: Engine) -> None:
