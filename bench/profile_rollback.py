@@ -94,10 +94,10 @@ def pieces(rig: Rig) -> list[tuple[str, Callable[[], object]]]:
 
     def load_rows() -> None:
         with rig.sessions() as s:
-            last_known.read_records(s)
+            last_known.read_since(s, -1)[1]
 
     with rig.sessions() as s:
-        rows = last_known.read_records(s)
+        rows = last_known.read_since(s, -1)[1]
     state_file = rig.runtime.state_file or Path(tempfile.mkdtemp()) / "state.json"
 
     def log_lines() -> None:

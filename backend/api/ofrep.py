@@ -54,30 +54,30 @@ def evaluation(state: FlagState, snap: Snapshot) -> dict[str, Any]:
     }
 
 
-async def _context_error(request: Request) -> str | None:
-    """Why the request body is not an OFREP evaluation request, or None when it is."""
+async def _request_error(request: Request) -> tuple[str, str] | None:
+    """The OFREP error code and details when the body is not an evaluation request."""
     raw = await request.body()
     if not raw.strip():
         return None
     try:
         body = json.loads(raw)
     except ValueError as exc:
-        return f"the body is not JSON: {exc}"
+        return "PARSE_ERROR", f"the body is not JSON: {exc}"
     if not isinstance(body, dict):
-        return 'the body must be a JSON object, like {"context": {...}}'
+        return "PARSE_ERROR", 'the body must be a JSON object, like {"context": {...}}'
     context = body.get("context")
     if context is not None and not isinstance(context, dict):
-        return "context must be a JSON object"
+        return "INVALID_CONTEXT", "context must be a JSON object"
     return None
 
 
 @router.post("/evaluate/flags/{key}", summary="Evaluate one flag (OFREP core)")
 async def evaluate_flag(key: str, request: Request, _: Viewer) -> JSONResponse:
-    problem = await _context_error(request)
+    problem = await _request_error(request)
     if problem is not None:
-        code = "INVALID_CONTEXT" if problem.startswith("context") else "PARSE_ERROR"
+        code, details = problem
         return JSONResponse(
-            {"key": key, "errorCode": code, "errorDetails": problem}, status_code=400
+            {"key": key, "errorCode": code, "errorDetails": details}, status_code=400
         )
     snap = current()
     state = snap.flags.get(key)
@@ -91,10 +91,10 @@ async def evaluate_flag(key: str, request: Request, _: Viewer) -> JSONResponse:
 
 @router.post("/evaluate/flags", summary="Evaluate every flag (OFREP core), with ETag")
 async def evaluate_flags(request: Request, _: Viewer) -> Response:
-    problem = await _context_error(request)
+    problem = await _request_error(request)
     if problem is not None:
-        code = "INVALID_CONTEXT" if problem.startswith("context") else "PARSE_ERROR"
-        return JSONResponse({"errorCode": code, "errorDetails": problem}, status_code=400)
+        code, details = problem
+        return JSONResponse({"errorCode": code, "errorDetails": details}, status_code=400)
     snap = current()
     payload = json.dumps(
         {"flags": [evaluation(state, snap) for state in snap.flags.values()]},

@@ -80,11 +80,6 @@ def read_since(session: Session, since: int) -> tuple[int | None, list[FlagRecor
     ]
 
 
-def read_records(session: Session) -> list[FlagRecord]:
-    """Every stored flag, by name."""
-    return read_since(session, -1)[1]
-
-
 def records_of(snap: Snapshot) -> list[FlagRecord]:
     """The stored side of a served snapshot, to save when no fresher read is at hand."""
     return [
