@@ -32,6 +32,7 @@ from backend.db.checkpoint import WalCheckpointer
 from backend.db.session import engine_for, session_factory
 from backend.flags import FlagRuntime, FlagStoreUnavailable, current
 from backend.metrics import MetricsRecorder, RequestMetricsMiddleware
+from backend.security.audit_keys import anchor_sessions
 from backend.security.headers import SecurityHeaders
 from backend.security.keys import KeyRing
 from backend.security.sessions import SessionStore
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     engine = engine_for(settings)
     sessions = session_factory(engine)
+    # New audit events are chained with the audit key, and each change's head checkpointed.
+    anchor_sessions(sessions, settings)
     recorder = MetricsRecorder(sessions)
     checkpointer = WalCheckpointer.for_engine(engine)
     runtime = FlagRuntime(

@@ -8,9 +8,12 @@ from typing import Any
 
 import httpx
 
+from backend.cli.console import err
 from backend.core.config import Settings
 from backend.db.session import engine_for, session_factory
 from backend.flags import FlagRuntime, FlagStoreUnavailable, current
+from backend.security.audit_keys import anchor_sessions
+from backend.security.credentials_crypto import KeyRingError
 
 
 class ServerDown(Exception):
@@ -63,8 +66,15 @@ def local_runtime(settings: Settings) -> FlagRuntime:
     """A flag runtime on the database itself, for when the server is down. When the database
     is unreachable too, it serves the last-known state and journals rollbacks (runtime.last_error
     says why); without a last-known state it raises FlagStoreUnavailable."""
+    sessions = session_factory(engine_for(settings))
+    try:
+        anchor_sessions(sessions, settings)
+    except (KeyRingError, OSError) as exc:
+        # The rollback must still work: its events are then chained without the key, and
+        # `pcm-ops db verify` says so.
+        err.print(f"warning: audit key unavailable ({exc}); audit events are not keyed")
     runtime = FlagRuntime(
-        session_factory(engine_for(settings)),
+        sessions,
         rollback_mode=settings.rollback_mode,
         overrides=settings.flag_overrides,
         state_file=settings.state_file,

@@ -136,6 +136,8 @@ def live_check(s: Settings) -> dict[str, Any]:
     """Integrity of the live database and of the audit chain."""
     from backend.db.session import engine_for, session_factory
     from backend.flags.audit import verify_chain
+    from backend.security.audit_keys import audit_anchor
+    from backend.security.credentials_crypto import KeyRingError
 
     out: dict[str, Any] = {"ok": False, "database": s.effective_database_url.split("?")[0]}
     try:
@@ -145,8 +147,11 @@ def live_check(s: Settings) -> dict[str, Any]:
     out.update(integrity=inspection.integrity, schema=inspection.schema, flags=inspection.flags)
     engine = engine_for(s)
     try:
+        anchor = None
+        with contextlib.suppress(KeyRingError, OSError):  # then keyed events show unverifiable
+            anchor = audit_anchor(s)
         with session_factory(engine)() as session:
-            chain = verify_chain(session)
+            chain = verify_chain(session, anchor=anchor)
     except Exception as exc:  # a damaged database fails here in many ways
         return {**out, "audit_chain": f"unreadable: {exc}".splitlines()[0]}
     finally:
@@ -154,6 +159,12 @@ def live_check(s: Settings) -> dict[str, Any]:
     out["audit_chain"] = f"{chain.events} events, " + (
         "intact" if chain.ok else "; ".join(chain.problems)
     )
+    out["audit_checked"] = chain.checked
+    if chain.warnings:
+        out["audit_warnings"] = chain.warnings
+    if not chain.ok:
+        out["audit_first_bad_event"] = chain.first_bad_event
+        out["audit_failed_anchors"] = chain.failed_anchors
     out["ok"] = chain.ok
     return out
 

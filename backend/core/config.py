@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # The AWS credential key ring as JSON (PCM_CREDENTIAL_KEYS); when unset, a 0600 file in
     # data_dir. Never the session-signing key.
     credential_keys: SecretStr | None = None
+    # The audit chain's HMAC key ring, same JSON form (PCM_AUDIT_KEYS); when unset, a 0600 file
+    # in data_dir. Never in the database.
+    audit_keys: SecretStr | None = None
     # Signing keys (new_secret_key_handling): SECRET_KEY, else a generated 0600 file in data_dir;
     # SECRET_KEY_FALLBACKS (comma-separated) still verify, so that rotation keeps sessions.
     secret_key: str | None = Field(default=None, validation_alias="SECRET_KEY", repr=False)
@@ -141,6 +144,16 @@ class Settings(BaseSettings):
     def baseline_file(self) -> Path:
         """Recorded /api/health response time that `pcm-ops verify` compares against."""
         return self.data_dir / "baseline.json"
+
+    @property
+    def audit_keys_file(self) -> Path:
+        """The audit chain's HMAC key ring, created on first use (mode 0600)."""
+        return self.data_dir / "audit_keys.json"
+
+    @property
+    def audit_checkpoint_file(self) -> Path:
+        """Signed checkpoints of the audit chain's head, one JSON line each (mode 0600)."""
+        return self.data_dir / "audit_checkpoints.jsonl"
 
     @property
     def credential_keys_file(self) -> Path:

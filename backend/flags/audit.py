@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
+from backend.db.reads import one_snapshot
+from backend.flags.audit_anchor import AuditAnchor, anchor_of, note_head
+from backend.flags.audit_keys import Digest, plain_digest
+from backend.flags.checkpoints import CheckpointRead
 from backend.flags.models import AuditEvent, FlagStoreRow
 
 GENESIS = "0" * 64
@@ -38,9 +41,9 @@ def canonical(e: Mapping[str, Any]) -> str:
     )
 
 
-def _digest_fields(prev_hash: str, e: Mapping[str, Any]) -> str:
+def _digest_fields(prev_hash: str, e: Mapping[str, Any], digest: Digest = plain_digest) -> str:
     """The hash of one event (given as its column values) chained after `prev_hash`."""
-    return hashlib.sha256((prev_hash + canonical(e)).encode()).hexdigest()
+    return digest((prev_hash + canonical(e)).encode())
 
 
 _HASHED = (
@@ -57,8 +60,26 @@ _HASHED = (
 )
 
 
-def _digest(prev_hash: str, event: AuditEvent) -> str:
-    return _digest_fields(prev_hash, {name: getattr(event, name) for name in _HASHED})
+def _digest(prev_hash: str, event: AuditEvent, digest: Digest = plain_digest) -> str:
+    return _digest_fields(prev_hash, {name: getattr(event, name) for name in _HASHED}, digest)
+
+
+def _chaining(session: Session) -> tuple[str | None, Digest]:
+    """The key id new events get and the digest that chains them: HMAC-SHA256 under the
+    active audit key when the sessions are anchored, plain SHA-256 otherwise."""
+    anchor = anchor_of(session)
+    if anchor is None:
+        return None, plain_digest
+    key_id = anchor.keys.active_id
+    digest = anchor.keys.digest(key_id)
+    assert digest is not None  # AuditKeys guarantees the active key is in the ring
+    return key_id, digest
+
+
+def _new_head(session: Session, store: FlagStoreRow, head: str, added: int) -> None:
+    store.audit_head = head
+    store.audit_count += added
+    note_head(session, version=int(store.version), events=store.audit_count, head=head)
 
 
 def append_events(
@@ -68,15 +89,16 @@ def append_events(
 
     Ids are assigned here, so that each hash covers its event's id and a deleted row shows.
     """
+    key_id, digest = _chaining(session)
     prev = store.audit_head or GENESIS
     for offset, event in enumerate(events):
         event.id = next_id + offset
         event.prev_hash = prev
-        event.hash = _digest(prev, event)
+        event.key_id = key_id
+        event.hash = _digest(prev, event, digest)
         prev = event.hash
     session.add_all(events)
-    store.audit_head = prev
-    store.audit_count += len(events)
+    _new_head(session, store, prev, len(events))
 
 
 class FlagChange(Protocol):
@@ -117,7 +139,7 @@ def append_changes(
     tail = f',"reason":{_encode(reason)},"record":{record},"version":{version}}}'
     method_json = _encode(method)
     prev = store.audit_head or GENESIS
-    sha256 = hashlib.sha256
+    key_id, digest = _chaining(session)
     rows: list[tuple[Any, ...]] = []
     for offset, c in enumerate(changes):
         event_id = next_id + offset
@@ -125,7 +147,7 @@ def append_changes(
             f'{head}{_encode(c.name)},"id":{event_id},"method":{method_json},'
             f'"new":{_LITERAL[c.new]},"old":{_LITERAL[c.old]}{tail}'
         )
-        digest = sha256((prev + body).encode()).hexdigest()
+        hashed = digest((prev + body).encode())
         rows.append(
             (
                 event_id,
@@ -138,18 +160,18 @@ def append_changes(
                 version,
                 rollback_record_id,
                 prev,
-                digest,
+                hashed,
+                key_id,
             )
         )
-        prev = digest
+        prev = hashed
     _insert_many(session, at, rows)
-    store.audit_head = prev
-    store.audit_count += len(changes)
+    _new_head(session, store, prev, len(changes))
 
 
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 # Column order of the rows append_changes builds; `at` is shared and goes first.
-_BULK_COLUMNS = (*(c for c in _HASHED if c != "at"), "prev_hash", "hash")
+_BULK_COLUMNS = (*(c for c in _HASHED if c != "at"), "prev_hash", "hash", "key_id")
 
 
 def _insert_many(session: Session, at: datetime, rows: list[tuple[Any, ...]]) -> None:
@@ -195,34 +217,162 @@ class ChainReport:
     ok: bool
     events: int
     problems: list[str]
+    checked: list[str] = field(default_factory=list)  # what was proven, in words
+    first_bad_event: int | None = None
+    failed_anchors: list[str] = field(default_factory=list)  # chain, store head, checkpoints
+    warnings: list[str] = field(default_factory=list)  # limits of this check, not tampering
 
     def as_dict(self) -> dict[str, object]:
-        return {"ok": self.ok, "events": self.events, "problems": self.problems}
+        return {
+            "ok": self.ok,
+            "events": self.events,
+            "problems": self.problems,
+            "first_bad_event": self.first_bad_event,
+            "failed_anchors": self.failed_anchors,
+            "checked": self.checked,
+            "warnings": self.warnings,
+        }
 
 
-def verify_chain(session: Session) -> ChainReport:
-    """Recompute the chain and compare it with the stored hashes and the store's head."""
-    problems: list[str] = []
+class _Findings:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.anchors: list[str] = []
+        self.first_bad: int | None = None
+
+    def add(self, anchor: str, problem: str, event_id: int | None = None) -> None:
+        self.problems.append(problem)
+        if anchor not in self.anchors:
+            self.anchors.append(anchor)
+        if event_id is not None and (self.first_bad is None or event_id < self.first_bad):
+            self.first_bad = event_id
+
+
+def verify_chain(session: Session, *, anchor: AuditAnchor | None = None) -> ChainReport:
+    """Recompute the chain and compare it with the stored hashes, the store's head and count,
+    and the signed checkpoints of the anchor (by default, the one bound to the session).
+
+    Everything is read from one snapshot of the database (one read transaction), so changes
+    committed meanwhile are never mistaken for tampering; the checkpoint file is read first,
+    so that each checkpoint it holds is of a change that snapshot includes. The reads go
+    through a session of their own on `session`'s database."""
+    anchor = anchor or anchor_of(session)
+    read = anchor.checkpoints.read() if anchor and anchor.checkpoints else None
+    want = {cp.events for cp in read.checkpoints} if read else set()
+    found = _Findings()
+    at_position: dict[int, str] = {}
+    keyed: dict[str, int] = {}
+    unkeyed = unverifiable = 0
+    first_keyed: int | None = None
     prev = GENESIS
     expected_id: int | None = None
     count = 0
-    for event in session.scalars(select(AuditEvent).order_by(AuditEvent.id)):
-        count += 1
-        if expected_id is not None and event.id != expected_id:
-            problems.append(f"events {expected_id}..{event.id - 1} are missing")
-        if event.prev_hash != prev:
-            problems.append(f"event {event.id}: link to the previous event is broken")
-        if _digest(event.prev_hash, event) != event.hash:
-            problems.append(f"event {event.id}: content does not match its hash (edited)")
-        prev = event.hash
-        expected_id = event.id + 1
-    store = session.get(FlagStoreRow, 1)
-    if store is not None:
-        if store.audit_head and store.audit_head != prev:
-            problems.append("the newest events were deleted: chain head does not match")
-        if store.audit_count != count:
-            problems.append(f"store counts {store.audit_count} events, table holds {count}")
-    return ChainReport(ok=not problems, events=count, problems=problems)
+    # A session of its own: the caller's transaction, if any, is neither used nor disturbed.
+    with Session(session.get_bind()) as own, one_snapshot(own):
+        for event in own.scalars(select(AuditEvent).order_by(AuditEvent.id)):
+            count += 1
+            if expected_id is not None and event.id != expected_id:
+                found.add("chain", f"events {expected_id}..{event.id - 1} are missing", expected_id)
+            if event.prev_hash != prev:
+                found.add(
+                    "chain", f"event {event.id}: link to the previous event is broken", event.id
+                )
+            digest: Digest | None = plain_digest
+            if event.key_id is None:
+                unkeyed += 1
+                if first_keyed is not None:
+                    found.add(
+                        "chain",
+                        f"event {event.id}: unkeyed after keyed event {first_keyed} "
+                        "(rewritten without the key)",
+                        event.id,
+                    )
+            else:
+                first_keyed = first_keyed or event.id
+                keyed[event.key_id] = keyed.get(event.key_id, 0) + 1
+                digest = anchor.keys.digest(event.key_id) if anchor else None
+            if digest is None:
+                unverifiable += 1
+            elif _digest(event.prev_hash, event, digest) != event.hash:
+                found.add(
+                    "chain", f"event {event.id}: content does not match its hash (edited)", event.id
+                )
+            prev = event.hash
+            expected_id = event.id + 1
+            if count in want:
+                at_position[count] = event.hash
+        store = own.get(FlagStoreRow, 1)
+        if store is not None:
+            if store.audit_head and store.audit_head != prev:
+                found.add("store head", "the newest events were deleted: chain head does not match")
+            if store.audit_count != count:
+                found.add(
+                    "store head", f"store counts {store.audit_count} events, table holds {count}"
+                )
+    checked = [f"{count} events: ids contiguous, each linked to the one before"]
+    if unkeyed:
+        checked.append(f"{unkeyed} unkeyed SHA-256 hashes (written before the chain was keyed)")
+    for key_id, n in keyed.items():
+        checked.append(f"{n} HMAC-SHA256 hashes under audit key {key_id}")
+    checked.append("store head and count")
+    warnings: list[str] = []
+    if unverifiable:
+        found.add(
+            "chain",
+            f"{unverifiable} keyed events cannot be checked: their audit key is not configured "
+            "(PCM_AUDIT_KEYS or data/audit_keys.json)",
+        )
+    if read is not None:
+        _check_checkpoints(read, count, at_position, found, checked, warnings, first_keyed)
+    else:
+        warnings.append("no audit key configured: checkpoints not checked")
+    return ChainReport(
+        ok=not found.problems,
+        events=count,
+        problems=found.problems,
+        checked=checked,
+        first_bad_event=found.first_bad,
+        failed_anchors=found.anchors,
+        warnings=warnings,
+    )
+
+
+def _check_checkpoints(
+    read: CheckpointRead,
+    count: int,
+    at_position: Mapping[int, str],
+    found: _Findings,
+    checked: list[str],
+    warnings: list[str],
+    first_keyed: int | None,
+) -> None:
+    for problem in read.problems:
+        found.add("checkpoints", problem)
+    for cp in read.checkpoints:
+        if cp.events > count:
+            found.add(
+                "checkpoints",
+                f"checkpoint of {cp.at} (version {cp.version}) saw {cp.events} events, the table "
+                f"holds {count}: the newest events were deleted (or a backup older than the "
+                "checkpoint was restored)",
+                count + 1,
+            )
+        elif cp.events > 0 and at_position.get(cp.events) != cp.head:
+            found.add(
+                "checkpoints",
+                f"checkpoint of {cp.at} (version {cp.version}): the chain up to event "
+                f"{cp.events} was rewritten",
+            )
+    if read.checkpoints:
+        newest = max(read.checkpoints, key=lambda cp: cp.events)
+        checked.append(
+            f"{len(read.checkpoints)} signed checkpoints, the newest at event {newest.events}"
+        )
+    elif first_keyed is not None:
+        warnings.append(
+            "keyed events but no signed checkpoint found: the checkpoint file is missing or "
+            "empty, so deleting the newest events cannot be detected"
+        )
 
 
 def event_as_dict(event: AuditEvent) -> dict[str, object]:

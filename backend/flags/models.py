@@ -59,6 +59,9 @@ class AuditEvent(Base):
     )
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # The audit key that chained this event (HMAC-SHA256); None: plain SHA-256, as written
+    # before the chain was keyed. The key itself is never in the database.
+    key_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class RollbackRecord(Base):

@@ -160,9 +160,12 @@ def _write_0600(path: Path, text: str, *, exclusive: bool) -> bool:
 class KeyRingSource:
     """Where the ring comes from: the environment value, or a file reloaded when it changes."""
 
-    def __init__(self, *, path: Path, env_value: str | None = None) -> None:
+    def __init__(
+        self, *, path: Path, env_value: str | None = None, env_name: str = "PCM_CREDENTIAL_KEYS"
+    ) -> None:
         self.path = path
         self.env_value = env_value
+        self.env_name = env_name
         self._lock = threading.Lock()
         self._cached: tuple[tuple[int, int], CredentialKeyRing] | None = None
 
@@ -173,7 +176,7 @@ class KeyRingSource:
     def load(self) -> CredentialKeyRing:
         """The current ring, creating the file on first use."""
         if self.env_value:
-            return parse_keyring(self.env_value, "PCM_CREDENTIAL_KEYS")
+            return parse_keyring(self.env_value, self.env_name)
         with self._lock:
             try:
                 st = self.path.stat()
@@ -191,7 +194,7 @@ class KeyRingSource:
         """Replace the ring file (rotation); refused when the ring comes from the environment."""
         if self.env_value:
             raise KeyRingError(
-                "the key ring comes from PCM_CREDENTIAL_KEYS: change that variable instead"
+                f"the key ring comes from {self.env_name}: change that variable instead"
             )
         with self._lock:
             _write_0600(self.path, ring.to_json(), exclusive=False)

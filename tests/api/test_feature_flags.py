@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import httpx
@@ -12,6 +13,7 @@ from backend.core.config import Settings
 from backend.flags import DEFAULT_FLAGS, ConfigurationError
 
 CSRF = "csrf_tokens_enabled"
+XSS = "xss_protection_enabled"
 PYDANTIC = "pydantic_v2_schemas"
 DEFAULTS = {d.name: d.default for d in DEFAULT_FLAGS}
 ROLLBACK_VALUES = {d.name: d.rollback_value for d in DEFAULT_FLAGS}
@@ -382,4 +384,42 @@ def test_audit_verify_reports_an_intact_chain(client: TestClient, admin_headers:
     toggle(client, admin_headers, CSRF, False)
     client.post("/api/feature-flags/emergency-rollback", headers=admin_headers)
     r = client.get("/api/feature-flags/audit/verify", headers=admin_headers).json()
-    assert r == {"ok": True, "events": audit_total(client, admin_headers), "problems": []}
+    assert (r["ok"], r["events"], r["problems"]) == (True, audit_total(client, admin_headers), [])
+    assert (r["first_bad_event"], r["failed_anchors"], r["warnings"]) == (None, [], [])
+    # The app chains with its audit key and checkpoints each change; the report says so.
+    assert any("HMAC-SHA256" in c for c in r["checked"])
+    assert any("signed checkpoints" in c for c in r["checked"])
+
+
+def test_audit_verify__while_two_clients_toggle__every_answer_is_ok(
+    client: TestClient, admin_headers: Headers
+) -> None:
+    # Given a trail of some length (each verify reads it all) and two clients toggling
+    # through the app's runtime, in threads
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    for i in range(200):
+        runtime.toggle(CSRF, i % 2 == 0, actor="setup", method="api")
+    stop = threading.Event()
+
+    def toggling(name: str) -> None:
+        i = 0
+        while not stop.is_set():
+            runtime.toggle(name, i % 2 == 0, actor=f"client-{name}", method="api")
+            i += 1
+
+    clients = [threading.Thread(target=toggling, args=(n,)) for n in (CSRF, XSS)]
+    for c in clients:
+        c.start()
+    # When the chain is verified 30 times meanwhile
+    try:
+        answers = [
+            client.get("/api/feature-flags/audit/verify", headers=admin_headers).json()
+            for _ in range(30)
+        ]
+    finally:
+        stop.set()
+        for c in clients:
+            c.join()
+    # Then every answer is ok
+    assert [a["problems"] for a in answers if not a["ok"]] == []
+    assert answers[-1]["events"] > answers[0]["events"]

@@ -1,0 +1,66 @@
+"""What anchors the audit chain outside the database (the HMAC keys and the checkpoint file),
+bound to the sessions that write and verify it.
+
+`bind(sessions, anchor)` once where the sessions are made (the app, the CLI): every session of
+that factory then chains new events with the active key, and after each commit that appended
+events a signed checkpoint of the new head is written. Sessions without an anchor (tests,
+tools) chain with plain SHA-256, as before keys existed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.flags.audit_keys import AuditKeys
+from backend.flags.checkpoints import CheckpointLog
+
+log = logging.getLogger("pcm_ops_tools.audit")
+_ANCHOR = "pcm_audit_anchor"
+_PENDING = "pcm_audit_pending"
+
+
+@dataclass(frozen=True)
+class AuditAnchor:
+    keys: AuditKeys
+    checkpoints: CheckpointLog | None
+
+
+def bind(sessions: sessionmaker[Session], anchor: AuditAnchor) -> None:
+    """Make every session of `sessions` chain with `anchor`'s keys and checkpoint its head."""
+    info = dict(sessions.kw.get("info") or {})
+    info[_ANCHOR] = anchor
+    sessions.configure(info=info)
+    if not event.contains(sessions, "after_commit", _after_commit):
+        event.listen(sessions, "after_commit", _after_commit)
+        event.listen(sessions, "after_soft_rollback", _after_rollback)
+
+
+def anchor_of(session: Session) -> AuditAnchor | None:
+    anchor = session.info.get(_ANCHOR)
+    return anchor if isinstance(anchor, AuditAnchor) else None
+
+
+def note_head(session: Session, *, version: int, events: int, head: str) -> None:
+    """Remember the head this transaction writes; it is checkpointed once committed."""
+    session.info[_PENDING] = (version, events, head)
+
+
+def _after_commit(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    anchor = anchor_of(session)
+    if pending is None or anchor is None or anchor.checkpoints is None:
+        return
+    version, events, head = pending
+    try:
+        anchor.checkpoints.write(version=version, events=events, head=head)
+    except OSError as exc:
+        # The change is committed; a missing checkpoint only narrows what verify can prove.
+        log.warning("audit checkpoint not written to %s: %s", anchor.checkpoints.path, exc)
+
+
+def _after_rollback(session: Session, _previous_transaction: object) -> None:
+    session.info.pop(_PENDING, None)
