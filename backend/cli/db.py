@@ -253,6 +253,10 @@ def restore(
             _start_again(s, quiet=True)
         backup_exit(exc)
     try:
+        _restart_audit_checkpoints(s, path.name)
+    except Exception as exc:  # the database is back; verify will say what it cannot prove
+        err.print(f"[yellow]could not re-anchor the audit checkpoints: {exc}[/yellow]")
+    try:
         record_id: int | None = add_record(
             s,
             feature="database",
@@ -296,6 +300,19 @@ def restore(
         if pid is None or no_start:
             console.print("   server not started: ./start.sh (it upgrades the schema if needed)")
     raise typer.Exit(0 if out["ok"] else FAILED)
+
+
+def _restart_audit_checkpoints(s: Settings, backup_name: str) -> None:
+    """The restored database's audit chain is shorter than the checkpoints say: record, signed,
+    that it went back on purpose, so that verify holds it to its own head from now on."""
+    from backend.db.session import engine_for, session_factory
+    from backend.security.audit_keys import restart_after_restore
+
+    engine = engine_for(s)
+    try:
+        restart_after_restore(s, session_factory(engine), f"restored from {backup_name}")
+    finally:
+        engine.dispose()
 
 
 def _start_again(s: Settings, *, quiet: bool) -> int:

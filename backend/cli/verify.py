@@ -170,6 +170,11 @@ def integrity_check(settings: Settings) -> Check:
     name = "Database integrity is maintained"
     out = live_check(settings)
     detail = f"integrity {out.get('integrity')}; audit chain {out.get('audit_chain', '-')}"
+    if out.get("audit_failed_anchors"):
+        detail += (
+            f" (failed: {', '.join(out['audit_failed_anchors'])}; "
+            f"first bad event {out.get('audit_first_bad_event') or '-'})"
+        )
     return Check(name, "pass" if out["ok"] else "fail", detail)
 
 

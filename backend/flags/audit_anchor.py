@@ -16,7 +16,8 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.flags.audit_keys import AuditKeys
-from backend.flags.checkpoints import CheckpointLog
+from backend.flags.checkpoints import RESTART, Checkpoint, CheckpointLog
+from backend.flags.models import FlagStoreRow
 
 log = logging.getLogger("pcm_ops_tools.audit")
 _ANCHOR = "pcm_audit_anchor"
@@ -64,3 +65,19 @@ def _after_commit(session: Session) -> None:
 
 def _after_rollback(session: Session, _previous_transaction: object) -> None:
     session.info.pop(_PENDING, None)
+
+
+def restart(sessions: sessionmaker[Session], anchor: AuditAnchor, note: str) -> Checkpoint | None:
+    """After a database was restored from a backup: checkpoint the restored head as a restart,
+    so that the checkpoints of the replaced database stop applying (the chain legitimately
+    went back). None when there is no checkpoint file or no flag store."""
+    if anchor.checkpoints is None:
+        return None
+    with sessions() as s:
+        store = s.get(FlagStoreRow, 1)
+        if store is None:
+            return None
+        version, events, head = int(store.version), store.audit_count, store.audit_head
+    return anchor.checkpoints.write(
+        version=version, events=events, head=head, kind=RESTART, note=note
+    )

@@ -10,6 +10,7 @@ older ones is caught even by someone who has the database but not the key.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -23,6 +24,12 @@ log = logging.getLogger("pcm_ops_tools.audit")
 FORMAT = 1
 
 
+HEAD = "head"
+# A database restored from a backup: the chain legitimately went back to this head, and the
+# checkpoints before this line (of the replaced database) no longer apply.
+RESTART = "restart"
+
+
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     at: str
@@ -31,27 +38,29 @@ class Checkpoint:
     head: str
     key_id: str
     mac: str
+    kind: str = HEAD
+    note: str = ""
 
     def body(self) -> bytes:
         """What the MAC covers: every field but the MAC, in a fixed order."""
-        return json.dumps(
-            [FORMAT, self.at, self.version, self.events, self.head, self.key_id],
-            separators=(",", ":"),
-        ).encode()
+        fields: list[object] = [FORMAT, self.at, self.version, self.events, self.head]
+        fields.append(self.key_id)
+        if self.kind != HEAD:
+            fields += [self.kind, self.note]
+        return json.dumps(fields, separators=(",", ":")).encode()
 
     def line(self) -> str:
-        return json.dumps(
-            {
-                "v": FORMAT,
-                "at": self.at,
-                "version": self.version,
-                "events": self.events,
-                "head": self.head,
-                "key": self.key_id,
-                "mac": self.mac,
-            },
-            separators=(",", ":"),
-        )
+        d: dict[str, object] = {
+            "v": FORMAT,
+            "at": self.at,
+            "version": self.version,
+            "events": self.events,
+            "head": self.head,
+            "key": self.key_id,
+        }
+        if self.kind != HEAD:
+            d |= {"kind": self.kind, "note": self.note}
+        return json.dumps(d | {"mac": self.mac}, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +77,15 @@ class CheckpointLog:
         self.path = path
         self.keys = keys
 
-    def write(self, *, version: int, events: int, head: str) -> Checkpoint:
+    def write(
+        self, *, version: int, events: int, head: str, kind: str = HEAD, note: str = ""
+    ) -> Checkpoint:
         """Sign and append a checkpoint (one write of one line, O_APPEND: processes sharing
         the file never interleave), and log it."""
         at = datetime.now(UTC).isoformat(timespec="milliseconds")
-        unsigned = Checkpoint(at, version, events, head, self.keys.active_id, "")
-        cp = Checkpoint(
-            at, version, events, head, self.keys.active_id, self.keys.sign(unsigned.body())
-        )
+        key_id = self.keys.active_id
+        unsigned = Checkpoint(at, version, events, head, key_id, "", kind, note)
+        cp = dataclasses.replace(unsigned, mac=self.keys.sign(unsigned.body()))
         line = cp.line()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -107,6 +117,8 @@ class CheckpointLog:
                     str(d["head"]),
                     str(d["key"]),
                     str(d["mac"]),
+                    str(d.get("kind", HEAD)),
+                    str(d.get("note", "")),
                 )
             except (ValueError, KeyError, TypeError):
                 # A crash while appending can leave a partial last line: not tampering.
@@ -122,6 +134,8 @@ class CheckpointLog:
                 )
             elif not valid:
                 problems.append(f"checkpoint {where}: signature does not match (edited)")
+            elif cp.kind == RESTART:
+                found = [cp]  # what came before described the database that was replaced
             else:
                 found.append(cp)
         return CheckpointRead(found, problems, exists=True)

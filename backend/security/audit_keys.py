@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.config import Settings
-from backend.flags.audit_anchor import AuditAnchor, bind
+from backend.flags.audit_anchor import AuditAnchor, bind, restart
 from backend.flags.audit_keys import AuditKeys
 from backend.flags.checkpoints import CheckpointLog
 from backend.security.credentials_crypto import KeyRingError, KeyRingSource
@@ -45,3 +45,8 @@ def anchor_sessions(sessions: sessionmaker[Session], settings: Settings) -> Audi
     anchor = audit_anchor(settings)
     bind(sessions, anchor)
     return anchor
+
+
+def restart_after_restore(settings: Settings, sessions: sessionmaker[Session], note: str) -> None:
+    """The database was restored from a backup: re-anchor the checkpoints on its head."""
+    restart(sessions, audit_anchor(settings), note)
