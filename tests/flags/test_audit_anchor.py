@@ -230,3 +230,20 @@ def test_audit_key__created_once_0600_and_shared(settings: Settings) -> None:
     first = audit_anchor(settings)
     assert stat.S_IMODE(settings.audit_keys_file.stat().st_mode) == 0o600
     assert audit_anchor(settings).keys == first.keys
+
+
+@pytest.mark.parametrize("size", [32, 64, 100])
+def test_audit_keys__event_digest__is_standard_hmac_sha256(size: int) -> None:
+    # The chain's fast HMAC must be the standard one, or no other tool could check the trail.
+    import hmac
+    import os
+
+    from backend.flags.audit_keys import AuditKeys
+
+    key = os.urandom(size)
+    keys = AuditKeys(active_id="k1", keys={"k1": key})
+    digest = keys.digest("k1")
+    assert digest is not None
+    for message in (b"", b"x" * 63, b"y" * 64, b"z" * 1000):
+        assert digest(message) == hmac.new(key, message, hashlib.sha256).hexdigest()
+    assert keys.digest("k2") is None
