@@ -306,11 +306,11 @@ def _restart_audit_checkpoints(s: Settings, backup_name: str) -> None:
     """The restored database's audit chain is shorter than the checkpoints say: record, signed,
     that it went back on purpose, so that verify holds it to its own head from now on."""
     from backend.db.session import engine_for, session_factory
-    from backend.security.audit_keys import restart_after_restore
+    from backend.security.audit_keys import restart_checkpoints
 
     engine = engine_for(s)
     try:
-        restart_after_restore(s, session_factory(engine), f"restored from {backup_name}")
+        restart_checkpoints(s, session_factory(engine), f"restored from {backup_name}")
     finally:
         engine.dispose()
 

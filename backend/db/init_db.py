@@ -19,7 +19,9 @@ from sqlalchemy import Engine
 
 from backend.core.config import PROJECT_ROOT, Settings, get_settings
 from backend.db.session import engine_for, session_factory
+from backend.flags.models import FlagStoreRow
 from backend.flags.service import seed_flags
+from backend.security.audit_keys import restart_checkpoints
 from backend.security.tokens import Role, create_token, token_is_valid
 from backend.security.users import create_user, generate_password, list_users
 
@@ -81,6 +83,7 @@ def init_db(settings: Settings | None = None, engine: Engine | None = None) -> I
         report = InitReport(database=engine.url.render_as_string(hide_password=True))
         sessions = session_factory(engine)
         with sessions.begin() as s:
+            new_store = s.get(FlagStoreRow, 1) is None
             report.flags_added = seed_flags(s)
             path = settings.admin_token_path
             existing = path.read_text().strip() if path.exists() else ""
@@ -96,6 +99,10 @@ def init_db(settings: Settings | None = None, engine: Engine | None = None) -> I
                 write_secret_file(settings.admin_password_path, password)
                 report.admin_user_created = True
                 report.admin_password_path = settings.admin_password_path
+        if new_store and settings.audit_checkpoint_file.exists():
+            # A new, empty database where one stood before (reinitialised): its checkpoints
+            # no longer apply. Verify shows this restart, and the log has it.
+            restart_checkpoints(settings, sessions, "new database initialised")
         return report
     finally:
         if own_engine:

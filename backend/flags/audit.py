@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from backend.db.reads import one_snapshot
 from backend.flags.audit_anchor import AuditAnchor, anchor_of, note_head
 from backend.flags.audit_keys import Digest, plain_digest
-from backend.flags.checkpoints import CheckpointRead
+from backend.flags.checkpoints import RESTART, CheckpointRead
 from backend.flags.models import AuditEvent, FlagStoreRow
 
 GENESIS = "0" * 64
@@ -363,6 +363,11 @@ def _check_checkpoints(
                 f"checkpoint of {cp.at} (version {cp.version}): the chain up to event "
                 f"{cp.events} was rewritten",
             )
+    if read.checkpoints and read.checkpoints[0].kind == RESTART:
+        first = read.checkpoints[0]
+        checked.append(
+            f"checkpoints restarted at {first.at} ({first.note}), at event {first.events}"
+        )
     if read.checkpoints:
         newest = max(read.checkpoints, key=lambda cp: cp.events)
         checked.append(

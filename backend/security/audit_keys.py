@@ -47,6 +47,7 @@ def anchor_sessions(sessions: sessionmaker[Session], settings: Settings) -> Audi
     return anchor
 
 
-def restart_after_restore(settings: Settings, sessions: sessionmaker[Session], note: str) -> None:
-    """The database was restored from a backup: re-anchor the checkpoints on its head."""
+def restart_checkpoints(settings: Settings, sessions: sessionmaker[Session], note: str) -> None:
+    """The database was restored from a backup or made anew: re-anchor the checkpoints on its
+    head (a signed restart line: the checkpoints before it described the replaced database)."""
     restart(sessions, audit_anchor(settings), note)

@@ -84,3 +84,19 @@ def test_db_verify__database_restored_from_an_older_backup__intact(initialized_c
     assert (code, out["audit_chain"]) == (0, "3 events, intact"), out
     last = (cli.data_dir / "audit_checkpoints.jsonl").read_text().splitlines()[-2]
     assert json.loads(last)["kind"] == "restart"
+
+
+def test_db_verify__database_reinitialised__intact_and_the_restart_is_shown(
+    initialized_cli: Cli,
+) -> None:
+    # Given changes checkpointed for a database that is then deleted and made anew
+    cli = initialized_cli
+    change_flags(cli, 2)
+    for suffix in ("", "-wal", "-shm"):
+        (cli.data_dir / f"pcm_ops_tools.db{suffix}").unlink(missing_ok=True)
+    assert cli("db", "init").exit_code == 0
+    # When verified
+    code, out = live_verify(cli)
+    # Then the new, empty chain is intact, and the report says the checkpoints restarted
+    assert (code, out["audit_chain"]) == (0, "0 events, intact"), out
+    assert any("new database initialised" in str(c) for c in out["audit_checked"])  # type: ignore[attr-defined]
