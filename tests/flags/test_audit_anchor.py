@@ -114,7 +114,7 @@ def test_keyed_chain__event_rewritten_and_following_hashes_recomputed__detected(
     # Then: unkeyed events after a keyed one, and checkpoints that no longer match
     assert not report.ok
     assert report.first_bad_event == 2
-    assert "event 2: unkeyed after keyed event 1 (rewritten without the key)" in report.problems
+    assert any(p.startswith("event 2: unkeyed after keyed event 1") for p in report.problems)
     assert "checkpoints" in report.failed_anchors
     assert any("was rewritten" in p for p in report.problems)
 
