@@ -19,6 +19,8 @@ from backend.flags.checkpoints import RESTART, CheckpointRead
 from backend.flags.models import AuditEvent, FlagStoreRow
 
 GENESIS = "0" * 64
+# A report lists this many problems at most (a rewrite can break every event after it).
+MAX_PROBLEMS = 50
 _EVENTS: Table = AuditEvent.__table__  # type: ignore[assignment]
 
 
@@ -264,6 +266,7 @@ def verify_chain(session: Session, *, anchor: AuditAnchor | None = None) -> Chai
     keyed: dict[str, int] = {}
     unkeyed = unverifiable = 0
     first_keyed: int | None = None
+    downgraded: list[int] = []
     prev = GENESIS
     expected_id: int | None = None
     count = 0
@@ -282,12 +285,7 @@ def verify_chain(session: Session, *, anchor: AuditAnchor | None = None) -> Chai
             if event.key_id is None:
                 unkeyed += 1
                 if first_keyed is not None:
-                    found.add(
-                        "chain",
-                        f"event {event.id}: unkeyed after keyed event {first_keyed} "
-                        "(rewritten without the key, or written by a process without it)",
-                        event.id,
-                    )
+                    downgraded.append(event.id)
             else:
                 first_keyed = first_keyed or event.id
                 keyed[event.key_id] = keyed.get(event.key_id, 0) + 1
@@ -310,6 +308,14 @@ def verify_chain(session: Session, *, anchor: AuditAnchor | None = None) -> Chai
                 found.add(
                     "store head", f"store counts {store.audit_count} events, table holds {count}"
                 )
+    if downgraded:
+        found.add(
+            "chain",
+            f"event {downgraded[0]}: unkeyed after keyed event {first_keyed}"
+            + (f", and {len(downgraded) - 1} more after it" if len(downgraded) > 1 else "")
+            + " (rewritten without the key, or written by a process without it)",
+            downgraded[0],
+        )
     checked = [f"{count} events: ids contiguous, each linked to the one before"]
     if unkeyed:
         checked.append(f"{unkeyed} unkeyed SHA-256 hashes (written before the chain was keyed)")
@@ -327,10 +333,13 @@ def verify_chain(session: Session, *, anchor: AuditAnchor | None = None) -> Chai
         _check_checkpoints(read, count, at_position, found, checked, warnings, first_keyed)
     else:
         warnings.append("no audit key configured: checkpoints not checked")
+    problems = found.problems[:MAX_PROBLEMS]
+    if len(found.problems) > MAX_PROBLEMS:
+        problems.append(f"... and {len(found.problems) - MAX_PROBLEMS} more problems")
     return ChainReport(
         ok=not found.problems,
         events=count,
-        problems=found.problems,
+        problems=problems,
         checked=checked,
         first_bad_event=found.first_bad,
         failed_anchors=found.anchors,
@@ -349,21 +358,28 @@ def _check_checkpoints(
 ) -> None:
     for problem in read.problems:
         found.add("checkpoints", problem)
-    for cp in read.checkpoints:
-        if cp.events > count:
-            found.add(
-                "checkpoints",
-                f"checkpoint of {cp.at} (version {cp.version}) saw {cp.events} events, the table "
-                f"holds {count}: the newest events were deleted (or a backup older than the "
-                "checkpoint was restored)",
-                count + 1,
-            )
-        elif cp.events > 0 and at_position.get(cp.events) != cp.head:
-            found.add(
-                "checkpoints",
-                f"checkpoint of {cp.at} (version {cp.version}): the chain up to event "
-                f"{cp.events} was rewritten",
-            )
+    beyond = [cp for cp in read.checkpoints if cp.events > count]
+    if beyond:
+        cp = max(beyond, key=lambda c: c.events)
+        found.add(
+            "checkpoints",
+            f"checkpoint of {cp.at} (version {cp.version}) saw {cp.events} events, the table "
+            f"holds {count}: the newest events were deleted (or a backup older than the "
+            "checkpoint was restored)",
+            count + 1,
+        )
+    held = [cp for cp in read.checkpoints if 0 < cp.events <= count]
+    differ = [cp for cp in held if at_position.get(cp.events) != cp.head]
+    if differ:
+        cp = min(differ, key=lambda c: c.events)
+        good = [c.events for c in held if c.events < cp.events and c not in differ]
+        since = f"after event {max(good)}, " if good else ""
+        found.add(
+            "checkpoints",
+            f"checkpoint of {cp.at} (version {cp.version}) does not match: the chain was "
+            f"rewritten {since}up to event {cp.events}"
+            + (f" ({len(differ)} checkpoints differ)" if len(differ) > 1 else ""),
+        )
     if read.checkpoints and read.checkpoints[0].kind == RESTART:
         first = read.checkpoints[0]
         checked.append(

@@ -191,3 +191,16 @@ def test_bulk_rollback_events_hash_exactly_as_the_verifier_recomputes(
         assert stored is not None
         assert (stored.actor, stored.reason) == ("user:zoë", reason)
         assert stored.rollback_record_id == result.record_id
+
+
+def test_verify__every_event_edited__the_report_stays_short(
+    runtime: FlagRuntime, sessions: sessionmaker[Session]
+) -> None:
+    for i in range(60):
+        runtime.toggle(CSRF, i % 2 == 0, actor="alice", method="api")
+    tamper(sessions, "UPDATE flag_audit_events SET actor = 'mallory'")
+    with sessions() as s:
+        r = verify_chain(s)
+    assert (r.ok, r.first_bad_event, r.failed_anchors) == (False, 1, ["chain"])
+    assert len(r.problems) == 51
+    assert r.problems[-1] == "... and 10 more problems"
