@@ -20,7 +20,7 @@ from backend.flags import FlagRuntime
 from backend.flags.audit import GENESIS, ChainReport, canonical, verify_chain
 from backend.flags.audit_anchor import AuditAnchor
 from backend.flags.models import AuditEvent
-from backend.security.audit_keys import anchor_sessions, audit_anchor
+from backend.security.audit_keys import anchor_sessions
 
 CSRF = "csrf_tokens_enabled"
 XSS = "xss_protection_enabled"
@@ -224,12 +224,6 @@ def test_checkpoints__rolled_back_change__none_written(
     assert anchored.checkpoints is not None
     assert not anchored.checkpoints.path.exists()
     assert verify(sessions).ok
-
-
-def test_audit_key__created_once_0600_and_shared(settings: Settings) -> None:
-    first = audit_anchor(settings)
-    assert stat.S_IMODE(settings.audit_keys_file.stat().st_mode) == 0o600
-    assert audit_anchor(settings).keys == first.keys
 
 
 @pytest.mark.parametrize("size", [32, 64, 100])
