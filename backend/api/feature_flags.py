@@ -79,7 +79,10 @@ def audit(
     }
 
 
-@router.get("/audit/verify", summary="Recompute the audit hash chain")
+@router.get(
+    "/audit/verify",
+    summary="Verify the audit chain: hashes, store head, signed checkpoints (one snapshot)",
+)
 def audit_verify(_: Viewer, db: DbDep) -> dict[str, object]:
     return verify_chain(db).as_dict()
 
