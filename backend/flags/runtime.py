@@ -81,6 +81,7 @@ class FlagRuntime:
         self.last_sync = time.monotonic()
         self.last_error: str | None = None
         self._refresh_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # PostgreSQL: the poller sleeps on change notifications and still reads the version
@@ -342,22 +343,33 @@ class FlagRuntime:
         (the engine's lock wait) and the transaction retried until `busy_timeout` is spent;
         then FlagStoreBusy. Other database errors are the caller's to judge."""
         deadline = time.monotonic() + self.busy_timeout
-        pause = 0.01
-        while True:
-            try:
-                with self.sessions.begin() as s:
-                    return use_case(s)
-            except SQLAlchemyError as exc:
-                if not journal.store_busy(exc):
-                    raise
-                if time.monotonic() + pause >= deadline:
-                    raise FlagStoreBusy(
-                        f"database busy, retry: could not {what} within"
-                        f" {self.busy_timeout:g} s, another connection holds the lock"
-                        f" ({_first_line(exc)})"
-                    ) from exc
-            time.sleep(pause)
-            pause = min(pause * 2, 0.25)
+        # This process's writers take turns here (in order of arrival, roughly) instead of
+        # polling the database's lock: SQLite's busy handler is not fair, and under a crowd
+        # of writers one of them could lose every retry until its wait bound ran out.
+        if not self._write_lock.acquire(timeout=self.busy_timeout):
+            raise FlagStoreBusy(
+                f"database busy, retry: could not {what} within {self.busy_timeout:g} s,"
+                " other changes are queued before it"
+            )
+        try:
+            pause = 0.01
+            while True:
+                try:
+                    with self.sessions.begin() as s:
+                        return use_case(s)
+                except SQLAlchemyError as exc:
+                    if not journal.store_busy(exc):
+                        raise
+                    if time.monotonic() + pause >= deadline:
+                        raise FlagStoreBusy(
+                            f"database busy, retry: could not {what} within"
+                            f" {self.busy_timeout:g} s, another connection holds the lock"
+                            f" ({_first_line(exc)})"
+                        ) from exc
+                time.sleep(pause)
+                pause = min(pause * 2, 0.25)
+        finally:
+            self._write_lock.release()
 
     def _replay_first(self) -> None:
         """Journaled rollbacks happened first: they go into the store before a new change.
