@@ -33,6 +33,7 @@ from backend.flags.models import FlagStoreRow
 from backend.flags.offline import Offline
 from backend.flags.outcomes import RollbackResult, ToggleResult, fmt, log_changes, reason_suffix
 from backend.flags.snapshot import FlagState, Snapshot
+from backend.flags.write_queue import WriteQueue
 
 log = logging.getLogger("pcm_ops_tools.flags")
 T = TypeVar("T")
@@ -81,7 +82,7 @@ class FlagRuntime:
         self.last_sync = time.monotonic()
         self.last_error: str | None = None
         self._refresh_lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        self._write_queue = WriteQueue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # PostgreSQL: the poller sleeps on change notifications and still reads the version
@@ -343,10 +344,10 @@ class FlagRuntime:
         (the engine's lock wait) and the transaction retried until `busy_timeout` is spent;
         then FlagStoreBusy. Other database errors are the caller's to judge."""
         deadline = time.monotonic() + self.busy_timeout
-        # This process's writers take turns here (in order of arrival, roughly) instead of
-        # polling the database's lock: SQLite's busy handler is not fair, and under a crowd
-        # of writers one of them could lose every retry until its wait bound ran out.
-        if not self._write_lock.acquire(timeout=self.busy_timeout):
+        # This process's writers take turns here, in order of arrival, instead of all polling
+        # the database's lock: SQLite's busy handler is not fair, and under a crowd of
+        # writers one of them could lose every retry until its wait bound ran out.
+        if not self._write_queue.acquire(self.busy_timeout):
             raise FlagStoreBusy(
                 f"database busy, retry: could not {what} within {self.busy_timeout:g} s,"
                 " other changes are queued before it"
@@ -369,7 +370,7 @@ class FlagRuntime:
                 time.sleep(pause)
                 pause = min(pause * 2, 0.25)
         finally:
-            self._write_lock.release()
+            self._write_queue.release()
 
     def _replay_first(self) -> None:
         """Journaled rollbacks happened first: they go into the store before a new change.
