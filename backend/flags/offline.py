@@ -146,9 +146,14 @@ class Offline:
         ):
             # The journal must lie over a durable state, and the freshest this process knows:
             # the file may lag the store by the poller's save delay.
-            with journal.locked(self.state_file):
-                if (last_known.saved_version(self.state_file) or -1) < served.version:
-                    last_known.save(self.state_file, served.version, last_known.records_of(served))
+            try:
+                with journal.locked(self.state_file):
+                    if (last_known.saved_version(self.state_file) or -1) < served.version:
+                        last_known.save(
+                            self.state_file, served.version, last_known.records_of(served)
+                        )
+            except OSError as exc:  # refused below unless an older file is there to lie over
+                log.warning("could not write last-known flag state %s: %s", self.state_file, exc)
         loaded = self.serve()
         if loaded is None or not self.state_file.exists():
             raise FlagStoreUnavailable(

@@ -468,3 +468,26 @@ def test_replay__a_journaled_toggle__leaves_a_rollback_record_with_its_audit_eve
         assert made[2].changes == []  # nothing left to change, still on record
         assert str(entries[2]) in made[2].trigger
         assert verify_chain(s).ok
+
+
+def test_journaling__a_state_file_behind_the_served_store__is_brought_up_first(
+    rt: FlagRuntime, db: Database, settings: Settings
+) -> None:
+    # Given a state file one version behind what this process serves (the poller's save delay)
+    served = current()
+    older = [
+        r._replace(enabled=False) if r.name == CSRF else r for r in last_known.records_of(served)
+    ]
+    last_known.save(settings.state_file, served.version - 1, older)
+    assert served.flags[CSRF].stored_enabled is True
+
+    # When the store becomes unreachable and an emergency rollback is journaled
+    db.down()
+    result = rt.rollback(None, actor="a", method="emergency")
+
+    # Then it was worked out on, and laid over, the freshest state this process knew
+    assert result.last_known_version == served.version
+    assert last_known.saved_version(settings.state_file) == served.version
+    assert CSRF in {c["flag"] for c in result.changed}
+    assert current().version == served.version
+    assert f"last-known state version {served.version}" in str(result.note)
