@@ -103,6 +103,7 @@ def toggle(
         "version": result.version,
         # Set when the database was unreachable: the change is journaled and replayed later.
         "journal_id": result.journal_id,
+        "note": result.note,
     }
 
 

@@ -265,13 +265,24 @@ def _rollback(s: Settings, names: list[str] | None, reason: str) -> tuple[dict[s
 
 
 def _print_rollback(data: dict[str, Any], via: str) -> None:
+    journaled = data.get("journal_id") is not None
+    if journaled:
+        # Worked out on the last-known state file, which may be older than the database: the
+        # entry itself applies to its flags (every flag for ALL) whatever they are then.
+        console.print(f"  {data.get('note') or 'journaled over the last-known state'}")
     for c in data["changed"]:
         console.print(
             f"  {c['flag']}: {'on' if c['from'] else 'off'} -> {'on' if c['to'] else 'off'}"
         )
     if not data["changed"]:
-        console.print("  nothing to change: every flag already had its rollback value")
-    if data.get("journal_id"):
+        if journaled:
+            console.print(
+                f"  no flag to change in last-known state version {data['version']};"
+                " the entry still applies when replayed"
+            )
+        else:
+            console.print("  nothing to change: every flag already had its rollback value")
+    if journaled:
         console.print(JOURNALED.format(data["journal_id"]))
     what = (
         f"record {data['record_id']}"
@@ -325,6 +336,8 @@ def rollback_flag(name: str, reason: ReasonOpt = "", as_json: JsonOpt = False) -
         console.print(f"Feature {name} is now disabled ({what}, via {via})")
         if data.get("journal_id"):
             console.print(JOURNALED.format(data["journal_id"]))
+            if data.get("note"):
+                console.print(data["note"])
     else:
         console.print("❌ ROLLBACK FAILED")
         console.print("Manual intervention required")

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     repo_dir: Path = PROJECT_ROOT
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     flag_poll_interval: float = Field(default=0.02, gt=0, le=5)
+    # Seconds a write waits for a database lock held by another connection before it is
+    # answered 503 "database busy, retry" (PCM_DATABASE_BUSY_TIMEOUT).
+    database_busy_timeout: float = Field(default=10.0, gt=0, le=300)
     stale_after_seconds: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
     # Parsed from FEATURE_FLAG_* by from_environ(); not read from the environment by pydantic.

@@ -2,38 +2,49 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.config import Settings, get_settings
+from backend.db.lock_wait import BUSY_TIMEOUT, remember
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     # FULL: a flag change is on disk before its 200 is sent.
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`; SQLite gets WAL, full sync and a busy timeout."""
+def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT, **kwargs: Any) -> Engine:
+    """An engine for `url`; SQLite gets WAL, full sync and a busy timeout, PostgreSQL a lock
+    timeout, both `busy_timeout` seconds."""
+    busy_ms = max(1, round(busy_timeout * 1000))
     if url.startswith("sqlite"):
-        new = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False}, **kwargs)
-        event.listen(new, "connect", _sqlite_pragmas)
-        return new
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+        new = create_engine(
+            url, connect_args={"timeout": busy_timeout, "check_same_thread": False}, **kwargs
+        )
+        event.listen(new, "connect", partial(_sqlite_pragmas, busy_ms=busy_ms))
+    else:
+        connect_args = kwargs.pop("connect_args", {})
+        given = {**make_url(url).query, **connect_args}
+        if url.startswith("postgresql") and "options" not in given:
+            connect_args = {**connect_args, "options": f"-c lock_timeout={busy_ms}"}
+        new = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    remember(new, busy_timeout)
+    return new
 
 
 def engine_for(settings: Settings) -> Engine:
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return make_engine(settings.effective_database_url)
+    return make_engine(settings.effective_database_url, busy_timeout=settings.database_busy_timeout)
 
 
 def session_factory(bind: Engine) -> sessionmaker[Session]:

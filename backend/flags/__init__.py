@@ -4,6 +4,7 @@ from backend.flags.errors import (
     ConfigurationError,
     FlagError,
     FlagNotFound,
+    FlagStoreBusy,
     FlagStoreUnavailable,
     RollbackModeActive,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "FlagNotFound",
     "FlagRuntime",
     "FlagState",
+    "FlagStoreBusy",
     "FlagStoreUnavailable",
     "RollbackModeActive",
     "RollbackResult",

@@ -4,6 +4,7 @@ journal over the store, and which restart-bound flags wait for a restart."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from types import MappingProxyType
 
 from backend.flags.errors import ConfigurationError
@@ -25,7 +26,12 @@ class SnapshotBuilder:
         """How this process serves one stored flag (rollback mode, overrides, the journal)."""
         stored, stored_source = row.enabled, "stored"
         updated_at, updated_by = row.updated_at, row.updated_by
-        covering = [e for e in entries if e.covers(row.name)] if entries else None
+        covering = None
+        if entries:
+            # A change stored after an entry was acknowledged supersedes it (the replay leaves
+            # that flag alone too); before, journaled changes win over what the store holds.
+            written = datetime.fromisoformat(row.updated_at)
+            covering = [e for e in entries if e.covers(row.name) and e.at > written]
         if covering:
             # Journaled changes only ever move a flag to its rollback value.
             stored, stored_source = row.rollback_value, "journal"

@@ -4,6 +4,7 @@ FlagError
 ├── FlagNotFound            an unknown flag name (HTTP 404, CLI exit 2)
 ├── RollbackModeActive      enabling a flag while rollback mode is on (HTTP 409)
 ├── FlagStoreUnavailable    the database cannot be read or written (HTTP 503)
+│   └── FlagStoreBusy       its lock stayed taken past the bounded wait: retry (HTTP 503)
 └── ConfigurationError      bad settings or FEATURE_FLAG_* values (start-up refused)
 """
 
@@ -32,6 +33,12 @@ class RollbackModeActive(FlagError):
 
 class FlagStoreUnavailable(FlagError):
     """The flag store (database) cannot be reached."""
+
+
+class FlagStoreBusy(FlagStoreUnavailable):
+    """The store answers, but another writer held its lock longer than the bounded wait.
+
+    Contention, not an outage: nothing is journaled and the last-known state is not served."""
 
 
 class ConfigurationError(FlagError):

@@ -106,8 +106,32 @@ def new_entry(
     )
 
 
+# SQLite: SQLITE_BUSY and SQLITE_LOCKED (extended codes keep them in the low byte).
+_SQLITE_BUSY_CODES = {5, 6}
+_SQLITE_BUSY_TEXT = ("database is locked", "database table is locked", "database is busy")
+# PostgreSQL: lock_timeout (lock_not_available), serialization_failure, deadlock_detected.
+_PG_BUSY_STATES = {"55P03", "40001", "40P01"}
+
+
+def store_busy(exc: BaseException) -> bool:
+    """Whether `exc` says another connection holds a lock: contention, not an outage."""
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF in _SQLITE_BUSY_CODES:
+        return True
+    if getattr(orig, "sqlstate", None) in _PG_BUSY_STATES:
+        return True
+    if getattr(orig, "pgcode", None) in _PG_BUSY_STATES:
+        return True
+    text = str(orig).lower()
+    return any(t in text for t in _SQLITE_BUSY_TEXT)
+
+
 def store_unreachable(exc: SQLAlchemyError) -> bool:
-    """Whether `exc` says the database cannot be reached (as opposed to a bug or bad data)."""
+    """Whether `exc` says the database cannot be reached (as opposed to a bug, bad data, or
+    a lock another connection holds: see store_busy)."""
+    if store_busy(exc):
+        return False
     if isinstance(exc, (OperationalError, InterfaceError)):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
@@ -191,9 +215,33 @@ def archive(path: Path) -> Path:
 
 
 # -- replay into the store -----------------------------------------------------------------
-def replayed_reason(entry: JournalEntry) -> str:
+@dataclass(frozen=True, slots=True)
+class Superseded:
+    """A flag a journal entry left alone: the store holds a change to it made after the entry."""
+
+    flag: str
+    version: int
+    actor: str
+    at: datetime
+
+    def describe(self) -> str:
+        at = self.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return f"{self.flag} superseded by version {self.version} ({self.actor} at {at})"
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """One journal entry put into the store: its rollback record and what it left alone."""
+
+    entry: JournalEntry
+    record_id: int
+    superseded: tuple[Superseded, ...] = ()
+
+
+def replayed_reason(entry: JournalEntry, superseded: tuple[Superseded, ...] = ()) -> str:
     at = entry.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    suffix = f"(journaled while the database was down at {at}; {_MARKER}{entry.id})"
+    skipped = "".join(f"; not applied to {s.describe()}" for s in superseded)
+    suffix = f"(journaled while the database was down at {at}{skipped}; {_MARKER}{entry.id})"
     return f"{entry.reason} {suffix}" if entry.reason else suffix
 
 
@@ -210,37 +258,53 @@ def applied_ids(session: Session) -> set[str]:
     return found
 
 
-def replay(session: Session, entries: list[JournalEntry]) -> list[JournalEntry]:
-    """Apply the entries the store does not hold yet, in order, on the caller's transaction."""
+def later_changes(session: Session, entry: JournalEntry) -> tuple[Superseded, ...]:
+    """The flags `entry` covers that the store changed after the entry was acknowledged (its
+    `at` against the audit events' `at`, both taken on the application's clock), with the
+    latest such change each. Replayed journal entries do not count: they only ever move flags
+    to their rollback values, so they never contradict one another."""
+    stmt = (
+        select(AuditEvent.flag_name, AuditEvent.version, AuditEvent.actor, AuditEvent.at)
+        .where(AuditEvent.at > entry.at, AuditEvent.reason.not_like(f"%{_MARKER}j-%"))
+        .order_by(AuditEvent.id)
+    )
+    if entry.names is not None:
+        stmt = stmt.where(AuditEvent.flag_name.in_(entry.names))
+    latest: dict[str, Superseded] = {}
+    for name, version, actor, at in session.execute(stmt):
+        latest[name] = Superseded(name, version, actor, at)
+    return tuple(latest[n] for n in sorted(latest))
+
+
+def replay(session: Session, entries: list[JournalEntry]) -> list[Replayed]:
+    """Apply the entries the store does not hold yet, in order, on the caller's transaction.
+
+    Each entry (an emergency or flag rollback, or a disabling toggle) becomes a rollback of
+    its flags with audit events and a rollback record; flags changed in the store after the
+    entry was acknowledged are left as they are, and the record says so ("not applied to …:
+    superseded by version …"), so that a replay never overwrites a later acknowledged change."""
     done = applied_ids(session)
-    applied: list[JournalEntry] = []
+    applied: list[Replayed] = []
     for entry in entries:
         if entry.id in done:
             continue
+        superseded = later_changes(session, entry)
         try:
             with session.begin_nested():
-                if entry.kind == "toggle" and entry.names and entry.enabled is not None:
-                    service.set_flag(
-                        session,
-                        name=entry.names[0],
-                        enabled=entry.enabled,
-                        actor=entry.actor,
-                        method=entry.method,
-                        reason=replayed_reason(entry),
-                    )
-                else:
-                    service.rollback_flags(
-                        session,
-                        names=None if entry.names is None else list(entry.names),
-                        actor=entry.actor,
-                        method=entry.method,
-                        reason=replayed_reason(entry),
-                    )
+                # A journaled toggle only ever moves its flag to the rollback value.
+                outcome = service.rollback_flags(
+                    session,
+                    names=None if entry.names is None else list(entry.names),
+                    actor=entry.actor,
+                    method=entry.method,
+                    reason=replayed_reason(entry, superseded),
+                    exclude={s.flag for s in superseded},
+                )
         except FlagNotFound as exc:
             log.error("journaled rollback %s not replayed: %s", entry.id, exc)
             continue
         # The set-based rollback updates rows behind the ORM's back: reload them for the next.
         session.expire_all()
         done.add(entry.id)
-        applied.append(entry)
+        applied.append(Replayed(entry, outcome.record_id, superseded))
     return applied

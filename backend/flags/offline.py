@@ -15,10 +15,25 @@ from backend.flags import journal, last_known, snapshot
 from backend.flags.builder import SnapshotBuilder
 from backend.flags.errors import FlagNotFound, FlagStoreUnavailable, RollbackModeActive
 from backend.flags.journal import JournalEntry
-from backend.flags.outcomes import RollbackResult, ToggleResult, fmt, log_changes, reason_suffix
+from backend.flags.outcomes import (
+    RollbackResult,
+    ToggleResult,
+    fmt,
+    journaled_note,
+    log_changes,
+    reason_suffix,
+)
 from backend.flags.snapshot import Snapshot
 
 log = logging.getLogger("pcm_ops_tools.flags")
+
+
+def _recent(path: Path, seconds: float = 2.0) -> bool:
+    """Whether `path` was written in the last `seconds` (by another worker, say)."""
+    try:
+        return time.time() - path.stat().st_mtime < seconds
+    except OSError:
+        return False
 
 
 class Offline:
@@ -33,6 +48,7 @@ class Offline:
         # The journal as it was when laid over the served snapshot (None: no journal).
         self.journal_sig: tuple[int, int, int] | None = None
         self.saved_version: int | None = None  # in the state file, as far as we know
+        self._unsaved_since: float | None = None  # when the served version first differed
         self._replay_retry_at = 0.0
 
     def signature(self) -> tuple[int, int, int] | None:
@@ -43,20 +59,45 @@ class Offline:
 
     def save_state(self) -> None:
         """Write the served store state to the last-known-state file, unless it holds this
-        version already (written by this process or another worker)."""
+        version already (written by this process or another worker) or a newer one another
+        worker wrote a moment ago. Workers take turns (a lock file beside it), so that a
+        slower one never puts an older version over a newer one."""
         snap = snapshot.current()
+        path = self.state_file
         if (
             snap.version == self.saved_version
-            or self.state_file is None
+            or path is None
             or snap.version < 0
             or snap.from_last_known_state
             or snap.journaled
         ):
             return
-        if last_known.saved_version(self.state_file) == snap.version or last_known.save(
-            self.state_file, snap.version, last_known.records_of(snap)
-        ):
-            self.saved_version = snap.version
+        try:
+            with journal.locked(path):
+                on_file = last_known.saved_version(path)
+                if on_file is not None and on_file > snap.version and _recent(path):
+                    return  # another worker is ahead of us; it keeps the file
+                if on_file == snap.version or last_known.save(
+                    path, snap.version, last_known.records_of(snap)
+                ):
+                    self.saved_version = snap.version
+        except OSError as exc:  # the data directory went away: try again on the next save
+            log.warning("could not write last-known flag state %s: %s", path, exc)
+
+    def save_if_due(self, *, settled: float, within: float) -> None:
+        """Save the served state once it has been served `settled` seconds (not while the
+        request that made it still answers), and at the latest `within` seconds after it
+        first differed from the file, so that the file keeps up under a stream of changes."""
+        snap = snapshot.current()
+        if snap.version == self.saved_version or snap.from_last_known_state or snap.journaled:
+            self._unsaved_since = None
+            return
+        now = time.monotonic()
+        if self._unsaved_since is None:
+            self._unsaved_since = now
+        if snap.age_seconds >= settled or now - self._unsaved_since >= within:
+            self.save_state()
+            self._unsaved_since = None
 
     def serve(self, *, force: bool = False) -> Snapshot | None:
         """With the store unreachable: publish the last-known state with the journal laid over
@@ -96,9 +137,23 @@ class Offline:
         if self.journal_file is None or self.state_file is None:
             raise FlagStoreUnavailable(f"could not store the change: {problem}") from cause
         served = snapshot.current()
-        if served.version >= 0 and not self.state_file.exists():
-            # The journal must lie over a durable state.
-            last_known.save(self.state_file, served.version, last_known.records_of(served))
+        on_file = last_known.saved_version(self.state_file)
+        if (
+            served.version >= 0
+            and not served.from_last_known_state
+            and not served.journaled
+            and (on_file is None or on_file < served.version)
+        ):
+            # The journal must lie over a durable state, and the freshest this process knows:
+            # the file may lag the store by the poller's save delay.
+            try:
+                with journal.locked(self.state_file):
+                    if (last_known.saved_version(self.state_file) or -1) < served.version:
+                        last_known.save(
+                            self.state_file, served.version, last_known.records_of(served)
+                        )
+            except OSError as exc:  # refused below unless an older file is there to lie over
+                log.warning("could not write last-known flag state %s: %s", self.state_file, exc)
         loaded = self.serve()
         if loaded is None or not self.state_file.exists():
             raise FlagStoreUnavailable(
@@ -155,7 +210,14 @@ class Offline:
             entry.id,
             reason_suffix(reason),
         )
-        return ToggleResult(snap.flags[name], flag.stored_enabled, enabled, snap.version, entry.id)
+        return ToggleResult(
+            snap.flags[name],
+            flag.stored_enabled,
+            enabled,
+            snap.version,
+            entry.id,
+            journaled_note(snap.version, [name]),
+        )
 
     def rollback(
         self,
@@ -189,10 +251,13 @@ class Offline:
         duration = (time.perf_counter() - started) * 1000
         verification = "journaled" if not wrong else "failed"
         log.warning(
-            "Feature flag %s journaled: %d changed, entry %s, verification %s, %.1f ms",
+            "Feature flag %s journaled: %d changed in last-known state version %s, entry %s"
+            " (applies to %s when replayed), verification %s, %.1f ms",
             what,
             len(changed),
+            snap.version,
             entry.id,
+            "every flag" if names is None else ", ".join(scope),
             verification,
             duration,
         )
@@ -207,6 +272,8 @@ class Offline:
             verification=verification,
             duration_ms=round(duration, 2),
             journal_id=entry.id,
+            last_known_version=snap.version,
+            note=journaled_note(snap.version, names),
         )
 
     def replay(self, sessions: sessionmaker[Session], *, force: bool = False) -> list[str]:
@@ -231,9 +298,18 @@ class Offline:
                         "Feature flag journal replayed: %d of %d entries applied (%s), moved to %s",
                         len(applied),
                         len(entries),
-                        ", ".join(e.id for e in applied) or "none new",
+                        ", ".join(f"{r.entry.id} as record {r.record_id}" for r in applied)
+                        or "none new",
                         archived.name,
                     )
+                for r in applied:
+                    for skipped in r.superseded:
+                        log.warning(
+                            "Feature flag journal entry %s not applied to %s (record %s)",
+                            r.entry.id,
+                            skipped.describe(),
+                            r.record_id,
+                        )
         except SQLAlchemyError:
             self._replay_retry_at = time.monotonic() + 0.2
             raise
@@ -242,4 +318,4 @@ class Offline:
             self._replay_retry_at = time.monotonic() + 1.0
             log.exception("could not replay the rollback journal %s", path)
             return []
-        return [e.id for e in applied]
+        return [r.entry.id for r in applied]

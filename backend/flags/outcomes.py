@@ -17,6 +17,7 @@ class ToggleResult:
     new: bool
     version: int
     journal_id: str | None = None  # set when journaled because the store was unreachable
+    note: str | None = None  # when journaled: over which last-known state
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +30,24 @@ class RollbackResult:
     verification: str  # "success", "failed" or "journaled"
     duration_ms: float
     journal_id: str | None = None
+    # When journaled: the last-known state version `changed` was worked out on, and what the
+    # entry will do once replayed (the database may hold a newer state than that file).
+    last_known_version: int | None = None
+    note: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         """For the API and the CLI: shallow (dataclasses.asdict deep-copies every change, a
         few ms for a thousand flags)."""
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+def journaled_note(version: int, names: list[str] | None) -> str:
+    """What a journaled change says about the state it was worked out on."""
+    scope = "every flag (ALL)" if names is None else ", ".join(sorted(set(names)))
+    return (
+        f"journaled over last-known state version {version} (may be older than the database);"
+        f" applies to {scope} when replayed"
+    )
 
 
 def fmt(value: bool) -> str:

@@ -12,18 +12,20 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.db.lock_wait import busy_timeout_of
 from backend.flags import journal, last_known, notify, service, snapshot
 from backend.flags.builder import SnapshotBuilder
 from backend.flags.errors import (
     FlagNotFound,
+    FlagStoreBusy,
     FlagStoreUnavailable,
 )
 from backend.flags.last_known import FlagRecord
@@ -31,8 +33,14 @@ from backend.flags.models import FlagStoreRow
 from backend.flags.offline import Offline
 from backend.flags.outcomes import RollbackResult, ToggleResult, fmt, log_changes, reason_suffix
 from backend.flags.snapshot import FlagState, Snapshot
+from backend.flags.write_queue import WriteQueue
 
 log = logging.getLogger("pcm_ops_tools.flags")
+T = TypeVar("T")
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 class FlagRuntime:
@@ -41,6 +49,9 @@ class FlagRuntime:
     # The poller writes the last-known-state file once a snapshot has been served this long:
     # not while the request that made the change is still answering (they share the GIL).
     SAVE_AFTER = 0.1
+    # ... and, under a stream of changes that never lets a snapshot settle, this long after
+    # the file first fell behind: the file an offline rollback works on stays close.
+    SAVE_WITHIN = 0.5
 
     def __init__(
         self,
@@ -53,8 +64,14 @@ class FlagRuntime:
         poll_interval: float = 0.02,
         listen_timeout: float = 0.5,
         stale_after: float = 5.0,
+        busy_timeout: float | None = None,
     ) -> None:
         self.sessions = sessions
+        # How long a change waits out a lock another connection holds before it is refused
+        # as busy (the engine's own lock wait, by default).
+        self.busy_timeout = (
+            busy_timeout_of(sessions.kw["bind"]) if busy_timeout is None else busy_timeout
+        )
         self.builder = SnapshotBuilder(rollback_mode=rollback_mode, overrides=overrides or {})
         # Beside the state file unless told otherwise (Settings.rollback_journal_file is that).
         if journal_file is None and state_file is not None:
@@ -65,6 +82,7 @@ class FlagRuntime:
         self.last_sync = time.monotonic()
         self.last_error: str | None = None
         self._refresh_lock = threading.Lock()
+        self._write_queue = WriteQueue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # PostgreSQL: the poller sleeps on change notifications and still reads the version
@@ -133,7 +151,10 @@ class FlagRuntime:
                     elif version != current.version:
                         snapshot.publish(self.builder.extend(current, version, rows))
             except SQLAlchemyError as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                if journal.store_busy(exc):
+                    # Contention, not an outage: keep serving what was read last.
+                    raise FlagStoreBusy(f"database busy, retry: {_first_line(exc)}") from exc
+                self.last_error = _first_line(exc)
                 if self.offline.serve() is None:
                     raise FlagStoreUnavailable(
                         f"flag store unreachable and no last-known state: {self.last_error}"
@@ -183,7 +204,9 @@ class FlagRuntime:
                 snapshot.publish(self.builder.extend(base, outcome.version, rows))
                 self.last_sync = time.monotonic()
         if not exact:
-            self.refresh()
+            # Committed already: a failed read back leaves it to the poller, not to the answer.
+            with contextlib.suppress(FlagStoreUnavailable):
+                self.refresh()
         elif self._thread is None:
             self.offline.save_state()
 
@@ -264,9 +287,15 @@ class FlagRuntime:
                     self.refresh()
                 else:
                     self.last_sync = time.monotonic()
-                if snapshot.current().age_seconds >= self.SAVE_AFTER:
-                    self.offline.save_state()  # here, off the request path and after the change
+                # Here, off the request path and after the change.
+                self.offline.save_if_due(settled=self.SAVE_AFTER, within=self.SAVE_WITHIN)
             except (SQLAlchemyError, FlagStoreUnavailable) as exc:
+                if isinstance(exc, FlagStoreBusy) or journal.store_busy(exc):
+                    # Another connection holds a lock: the store is up; look again next time.
+                    if conn is not None:
+                        with contextlib.suppress(SQLAlchemyError):
+                            conn.rollback()
+                    continue
                 self.last_error = str(exc).splitlines()[0]
                 if conn is not None:
                     with contextlib.suppress(SQLAlchemyError):
@@ -310,15 +339,58 @@ class FlagRuntime:
         except KeyError:
             raise FlagNotFound(name) from None
 
+    def _write(self, use_case: Callable[[Session], T], what: str) -> T:
+        """Run `use_case` in one transaction. A lock another connection holds is waited for
+        (the engine's lock wait) and the transaction retried until `busy_timeout` is spent;
+        then FlagStoreBusy. Other database errors are the caller's to judge."""
+        deadline = time.monotonic() + self.busy_timeout
+        # This process's writers take turns here, in order of arrival, instead of all polling
+        # the database's lock: SQLite's busy handler is not fair, and under a crowd of
+        # writers one of them could lose every retry until its wait bound ran out.
+        if not self._write_queue.acquire(self.busy_timeout):
+            raise FlagStoreBusy(
+                f"database busy, retry: could not {what} within {self.busy_timeout:g} s,"
+                " other changes are queued before it"
+            )
+        try:
+            pause = 0.01
+            while True:
+                try:
+                    with self.sessions.begin() as s:
+                        return use_case(s)
+                except SQLAlchemyError as exc:
+                    if not journal.store_busy(exc):
+                        raise
+                    if time.monotonic() + pause >= deadline:
+                        raise FlagStoreBusy(
+                            f"database busy, retry: could not {what} within"
+                            f" {self.busy_timeout:g} s, another connection holds the lock"
+                            f" ({_first_line(exc)})"
+                        ) from exc
+                time.sleep(pause)
+                pause = min(pause * 2, 0.25)
+        finally:
+            self._write_queue.release()
+
+    def _replay_first(self) -> None:
+        """Journaled rollbacks happened first: they go into the store before a new change.
+        Busy: the change is refused as busy too. Unreachable: the change journals."""
+        try:
+            self.replay_journal(force=True)
+        except SQLAlchemyError as exc:
+            if journal.store_busy(exc):
+                raise FlagStoreBusy(
+                    f"database busy, retry: could not replay the rollback journal first"
+                    f" ({_first_line(exc)})"
+                ) from exc
+
     def toggle(
         self, name: str, enabled: bool, *, actor: str, method: str, reason: str = ""
     ) -> ToggleResult:
-        # Journaled rollbacks happened first: they go into the store before this change.
-        with contextlib.suppress(SQLAlchemyError):
-            self.replay_journal(force=True)
+        self._replay_first()
         try:
-            with self.sessions.begin() as s:
-                change, version = service.set_flag(
+            toggled = self._write(
+                lambda s: service.set_flag(
                     s,
                     name=name,
                     enabled=enabled,
@@ -326,13 +398,15 @@ class FlagRuntime:
                     method=method,
                     reason=reason,
                     rollback_mode=self.rollback_mode,
-                )
+                ),
+                "store the change",
+            )
         except SQLAlchemyError as exc:
             if not journal.store_unreachable(exc):
                 raise FlagStoreUnavailable(
                     f"could not store the change: {exc}".splitlines()[0]
                 ) from exc
-            self.last_error = problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self.last_error = problem = _first_line(exc)
             return self.offline.toggle(
                 name,
                 enabled,
@@ -343,6 +417,7 @@ class FlagRuntime:
                 problem=problem,
                 cause=exc,
             )
+        change, version = toggled.change, toggled.version
         log.info(
             "Feature flag %s changed: %s -> %s by %s via %s (version %s)%s",
             name,
@@ -353,8 +428,13 @@ class FlagRuntime:
             version,
             reason_suffix(reason),
         )
-        self.refresh()  # the version moved, so this loads it unless the poller already did
-        return ToggleResult(self.get(name), change.old, change.new, version)
+        # The version moved, so this loads it unless the poller already did; committed
+        # already, so a failed read back is the poller's to retry, not a failed change.
+        with contextlib.suppress(FlagStoreUnavailable):
+            self.refresh()
+        # The answer is the change made, at its version: by now the served snapshot may hold
+        # a later change to this flag by another request.
+        return ToggleResult(self.builder.state(toggled.flag, []), change.old, change.new, version)
 
     def rollback(
         self, names: list[str] | None, *, actor: str, method: str, reason: str = ""
@@ -362,19 +442,20 @@ class FlagRuntime:
         """Every flag (names=None) or the named ones to their rollback values, in one txn;
         journaled instead when the store is unreachable."""
         started = time.perf_counter()
-        with contextlib.suppress(SQLAlchemyError):
-            self.replay_journal(force=True)
+        self._replay_first()
         try:
-            with self.sessions.begin() as s:
-                outcome = service.rollback_flags(
+            outcome = self._write(
+                lambda s: service.rollback_flags(
                     s, names=names, actor=actor, method=method, reason=reason
-                )
+                ),
+                "store the rollback",
+            )
         except SQLAlchemyError as exc:
             if not journal.store_unreachable(exc):
                 raise FlagStoreUnavailable(
                     f"could not store the rollback: {exc}".splitlines()[0]
                 ) from exc
-            self.last_error = problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self.last_error = problem = _first_line(exc)
             return self.offline.rollback(
                 names,
                 actor=actor,

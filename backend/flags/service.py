@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import func, select, true, update
+from sqlalchemy import ColumnElement, and_, func, select, true, update
 from sqlalchemy.orm import Session
 
 from backend.db.base import utcnow
 from backend.flags import notify
 from backend.flags.audit import append_changes, append_events, next_event_id
 from backend.flags.errors import FlagNotFound, FlagStoreUnavailable, RollbackModeActive
+from backend.flags.last_known import FlagRecord, iso_utc
 from backend.flags.models import AuditEvent, FlagRow, FlagStoreRow, RollbackRecord
 from backend.flags.registry import DEFAULT_FLAGS, MAX_FLAG_NAME_LENGTH, FlagDefinition
 
@@ -28,6 +29,12 @@ class Change(NamedTuple):
     @property
     def changed(self) -> bool:
         return self.old != self.new
+
+
+class Toggled(NamedTuple):
+    change: Change
+    version: int
+    flag: FlagRecord  # the row as this change wrote it
 
 
 @dataclass(slots=True)
@@ -122,8 +129,9 @@ def set_flag(
     method: str,
     reason: str = "",
     rollback_mode: bool = False,
-) -> tuple[Change, int]:
-    """Store one flag's new value with its audit event; returns the change and the new version."""
+) -> Toggled:
+    """Store one flag's new value with its audit event; returns the change, the new version
+    and the flag as written."""
     _checked_name(name)
     store = lock_store(session)
     row = session.get(FlagRow, name)
@@ -139,6 +147,17 @@ def set_flag(
     change = Change(name, row.enabled, enabled, row.requires_restart)
     row.enabled, row.updated_at, row.updated_by = enabled, utcnow(), actor
     row.version = store.version
+    written = FlagRecord(
+        name,
+        enabled,
+        row.rollback_value,
+        row.requires_restart,
+        row.description,
+        row.phase,
+        row.risk,
+        iso_utc(row.updated_at),
+        actor,
+    )
     append_events(
         session,
         store,
@@ -156,7 +175,7 @@ def set_flag(
         ],
         next_id=next_event_id(session),
     )
-    return change, store.version
+    return Toggled(change, store.version, written)
 
 
 def rollback_flags(
@@ -166,14 +185,16 @@ def rollback_flags(
     actor: str,
     method: str,
     reason: str = "",
+    exclude: Collection[str] = (),
 ) -> RollbackOutcome:
-    """Set the named flags (all when None) to their rollback values, with audit and a record.
+    """Set the named flags (all when None) to their rollback values, with audit and a record;
+    the flags in `exclude` are left as they are (a replayed journal entry superseded for them).
 
     Set-based: one UPDATE for every flag, one INSERT for every audit event, so that rolling
     back a thousand flags costs a few statements, not a few thousand ORM operations."""
     started = time.perf_counter()
     store = lock_store(session)
-    scope = FlagRow.name.in_(names) if names is not None else true()
+    scope: ColumnElement[bool] = FlagRow.name.in_(names) if names is not None else true()
     if names is not None:
         for name in names:
             _checked_name(name)
@@ -185,6 +206,9 @@ def rollback_flags(
     if names is not None and len(current) != len(set(names)):
         missing = sorted(set(names) - {r.name for r in current})
         raise FlagNotFound(missing[0])
+    if exclude:
+        scope = and_(scope, FlagRow.name.not_in(list(exclude)))
+        current = [r for r in current if r.name not in exclude]
     now = utcnow()
     changes = [Change(r.name, r.enabled, r.rollback_value, r.requires_restart) for r in current]
     changed = [c for c in changes if c.changed]

@@ -32,6 +32,8 @@ from backend.flags import (
     RollbackModeActive,
     current,
     is_enabled,
+    last_known,
+    service,
     snapshot,
 )
 from backend.flags import journal as journal_mod
@@ -336,3 +338,156 @@ def test_a_rollback_journaled_by_another_process_is_served_here_within_100_ms(
     assert is_enabled(CSRF) is False
     assert current().flags[CSRF].updated_by == "worker-a"
     assert seen[0] - float(journaled_at) < 0.1
+
+
+# -- replay order: a later acknowledged change wins ---------------------------------------
+def change_elsewhere(db: Database, name: str, enabled: bool, actor: str) -> int:
+    """A change another process stores without replaying this journal (acknowledged now)."""
+    with db.sessions.begin() as s:
+        return service.set_flag(s, name=name, enabled=enabled, actor=actor, method="api").version
+
+
+def last_record(db: Database) -> RollbackRecord:
+    with db.sessions() as s:
+        record = s.scalars(select(RollbackRecord).order_by(RollbackRecord.id.desc())).first()
+        assert record is not None
+        return record
+
+
+def test_replay__an_enable_acknowledged_after_the_journaled_disable__is_not_overwritten(
+    rt: FlagRuntime, db: Database, settings: Settings
+) -> None:
+    # Given a disable journaled at t while the store was unreachable
+    db.down()
+    journaled = rt.toggle(CSRF, False, actor="a", method="api", reason="5xx")
+    assert journaled.journal_id is not None
+    # and, the store back, an enable stored (by another worker) after t
+    db.up()
+    version = change_elsewhere(db, CSRF, True, actor="b")
+
+    # When the journal is replayed
+    assert rt.replay_journal(force=True) == [journaled.journal_id]
+
+    # Then the later enable stands, and the entry's record says why it was not applied
+    assert stored(db.sessions)[CSRF] is True
+    rt.refresh()
+    assert is_enabled(CSRF) is True
+    record = last_record(db)
+    assert (record.feature, record.method, record.actor) == (CSRF, "api", "a")
+    assert record.changes == []
+    assert f"not applied to {CSRF} superseded by version {version} (b at " in record.trigger
+    assert str(journaled.journal_id) in record.trigger
+    with db.sessions() as s:
+        assert verify_chain(s).ok
+
+
+def test_replay__an_emergency_rollback_superseded_for_one_flag__applies_to_the_others(
+    rt: FlagRuntime, db: Database
+) -> None:
+    db.down()
+    journaled = rt.rollback(None, actor="a", method="emergency", reason="5xx")
+    db.up()
+    change_elsewhere(db, XSS, True, actor="b")  # re-enabled after the emergency
+
+    rt.replay_journal(force=True)
+
+    now = stored(db.sessions)
+    assert now[XSS] is True
+    assert {n: v for n, v in now.items() if n != XSS} == {
+        n: v for n, v in ROLLBACK_VALUES.items() if n != XSS
+    }
+    record = last_record(db)
+    assert (record.feature, record.verification) == ("ALL", "success")
+    assert XSS not in {c["flag"] for c in record.changes}
+    assert CSRF in {c["flag"] for c in record.changes}
+    assert f"not applied to {XSS} superseded by version" in record.trigger
+    assert str(journaled.journal_id) in record.trigger
+
+
+def test_replay__a_change_acknowledged_before_the_entry__is_rolled_back(
+    rt: FlagRuntime, db: Database
+) -> None:
+    # An enable stored before the outage is what the rollback is for: not a supersession.
+    change_elsewhere(db, CSRF, True, actor="b")
+    rt.refresh()
+    db.down()
+    rt.rollback([CSRF], actor="a", method="feature_flag")
+    db.up()
+    rt.replay_journal(force=True)
+    assert stored(db.sessions)[CSRF] is False
+    assert "not applied" not in last_record(db).trigger
+
+
+def test_served_state__a_change_stored_after_a_pending_entry__is_served_not_the_entry(
+    rt: FlagRuntime, db: Database
+) -> None:
+    # While a journal waits for its replay, the flag a later change made is served as stored.
+    db.down()
+    rt.toggle(CSRF, False, actor="a", method="api")
+    db.up()
+    change_elsewhere(db, CSRF, True, actor="b")
+    entries = journal_mod.read(rt.journal_file)
+    with db.sessions() as s:
+        version, rows = last_known.read_since(s, -1)
+    assert version is not None
+    served = rt.builder.build(version, rows, entries)
+    assert (served.flags[CSRF].enabled, served.flags[CSRF].source) == (True, "stored")
+    assert served.flags[XSS].source == "stored"
+
+
+# -- every replayed entry leaves a rollback record ------------------------------------------
+def test_replay__a_journaled_toggle__leaves_a_rollback_record_with_its_audit_event(
+    rt: FlagRuntime, db: Database
+) -> None:
+    records = count(db.sessions, RollbackRecord)
+    db.down()
+    entries = [
+        rt.toggle(XSS, False, actor="b", method="api", reason="UI broken").journal_id,
+        rt.rollback([CSRF], actor="a", method="feature_flag").journal_id,
+        rt.toggle(CSRF, False, actor="c", method="api").journal_id,  # already off by then
+    ]
+    db.up()
+    assert rt.replay_journal(force=True) == entries
+
+    assert count(db.sessions, RollbackRecord) == records + 3
+    with db.sessions() as s:
+        made = list(s.scalars(select(RollbackRecord).order_by(RollbackRecord.id)))[-3:]
+        toggle_record = made[0]
+        assert (toggle_record.feature, toggle_record.method, toggle_record.actor) == (
+            XSS,
+            "api",
+            "b",
+        )
+        assert toggle_record.trigger.startswith(f"UI broken ({SUFFIX} ")
+        assert toggle_record.changes == [{"flag": XSS, "from": True, "to": False}]
+        assert toggle_record.verification == "success"
+        (event,) = s.scalars(
+            select(AuditEvent).where(AuditEvent.rollback_record_id == toggle_record.id)
+        )
+        assert (event.flag_name, event.new_value, event.actor) == (XSS, False, "b")
+        assert made[2].changes == []  # nothing left to change, still on record
+        assert str(entries[2]) in made[2].trigger
+        assert verify_chain(s).ok
+
+
+def test_journaling__a_state_file_behind_the_served_store__is_brought_up_first(
+    rt: FlagRuntime, db: Database, settings: Settings
+) -> None:
+    # Given a state file one version behind what this process serves (the poller's save delay)
+    served = current()
+    older = [
+        r._replace(enabled=False) if r.name == CSRF else r for r in last_known.records_of(served)
+    ]
+    last_known.save(settings.state_file, served.version - 1, older)
+    assert served.flags[CSRF].stored_enabled is True
+
+    # When the store becomes unreachable and an emergency rollback is journaled
+    db.down()
+    result = rt.rollback(None, actor="a", method="emergency")
+
+    # Then it was worked out on, and laid over, the freshest state this process knew
+    assert result.last_known_version == served.version
+    assert last_known.saved_version(settings.state_file) == served.version
+    assert CSRF in {c["flag"] for c in result.changed}
+    assert current().version == served.version
+    assert f"last-known state version {served.version}" in str(result.note)

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.core.config import Settings
 from backend.db.init_db import alembic_config, init_db
 from backend.db.session import make_engine, session_factory
-from backend.flags import FlagRuntime, current, is_enabled, service
+from backend.flags import FlagRuntime, current, is_enabled, journal, service
 from backend.flags.audit import verify_chain
-from backend.flags.models import AuditEvent, FlagRow
+from backend.flags.models import AuditEvent, FlagRow, RollbackRecord
 from backend.flags.notify import Listener
 from tests.postgres import admin_execute, scratch_database
 
@@ -208,3 +208,40 @@ def test_stopping_does_not_wait_for_the_listen_timeout(pg_sessions: sessionmaker
     assert poller is not None
     rt.stop_polling()  # joins for up to 2 s
     assert not poller.is_alive()
+
+
+def test_postgres__replay__skips_a_flag_changed_after_the_entry_and_applies_a_later_entry(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    # Given a disable journaled, then an enable stored after it
+    earlier = journal.new_entry(
+        kind="toggle", names=[CSRF], actor="a", method="api", reason="", enabled=False
+    )
+    with pg_sessions.begin() as s:
+        version = service.set_flag(s, name=CSRF, enabled=True, actor="b", method="api").version
+    later = journal.new_entry(
+        kind="rollback", names=[CSRF], actor="c", method="feature_flag", reason=""
+    )
+
+    # When both are replayed
+    with pg_sessions.begin() as s:
+        first, second = journal.replay(s, [earlier, later])
+
+    # Then the earlier one left the later enable alone (and says so), the later one applied
+    assert [(x.flag, x.version) for x in first.superseded] == [(CSRF, version)]
+    assert second.superseded == ()
+    with pg_sessions() as s:
+        row = s.get(FlagRow, CSRF)
+        assert row is not None and row.enabled is False
+        records = {
+            r.id: r
+            for r in s.scalars(
+                select(RollbackRecord).where(
+                    RollbackRecord.id.in_([first.record_id, second.record_id])
+                )
+            )
+        }
+        assert records[first.record_id].changes == []
+        assert "superseded by version" in records[first.record_id].trigger
+        assert records[second.record_id].changes == [{"flag": CSRF, "from": True, "to": False}]
+        assert verify_chain(s).ok

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,6 +27,7 @@ from backend.flags import (
     RollbackModeActive,
     current,
     is_enabled,
+    last_known,
     service,
     snapshot,
 )
@@ -458,3 +460,117 @@ def test_a_corrupt_state_file_is_not_served(
     with pytest.raises(FlagStoreUnavailable):
         down.refresh()
     assert current().version == -1
+
+
+# -- the answer to a toggle is the change it made ---------------------------------------------
+def test_toggle__another_change_lands_before_the_read_back__answers_its_own_change(
+    runtime: FlagRuntime, sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    # Given another worker that stores the opposite value right after this toggle commits
+    other = session_factory(engine_for(settings))
+    interleaved: list[int] = []
+
+    def other_worker(_session: Session) -> None:
+        if not interleaved:
+            interleaved.append(0)
+            with other.begin() as s:
+                interleaved[0] = service.set_flag(
+                    s, name=CSRF, enabled=True, actor="other", method="api"
+                ).version
+
+    sa_event.listen(runtime.sessions, "after_commit", other_worker)
+    try:
+        # When this process disables the flag
+        result = runtime.toggle(CSRF, False, actor="me", method="api")
+    finally:
+        sa_event.remove(runtime.sessions, "after_commit", other_worker)
+
+    # Then it answers its own change at its own version, not the other worker's
+    assert interleaved and interleaved[0] == result.version + 1
+    assert (result.old, result.new) == (True, False)
+    assert (result.flag.enabled, result.flag.stored_enabled) == (False, False)
+    assert result.flag.updated_by == "me"
+    assert is_enabled(CSRF) is True  # the snapshot serves the later change
+
+
+def test_concurrent_toggles__each_answer__is_the_change_made_at_its_version(
+    runtime: FlagRuntime, sessions: sessionmaker[Session]
+) -> None:
+    runtime.start_polling()
+    threads, per_thread = 6, 30
+    answers: list[tuple[int, bool, bool, str]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def worker(k: int) -> None:
+        try:
+            start.wait()
+            for i in range(per_thread):
+                r = runtime.toggle(CSRF, (k + i) % 2 == 0, actor=f"t{k}", method="api")
+                answers.append((r.version, r.new, r.flag.stored_enabled, r.flag.updated_by))
+        except BaseException as exc:
+            errors.append(exc)
+
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert errors == []
+    with sessions() as s:
+        audited = {
+            e.version: (e.new_value, e.actor)
+            for e in s.scalars(select(AuditEvent).where(AuditEvent.flag_name == CSRF))
+        }
+    for version, sent, answered, by in answers:
+        assert answered == sent
+        assert audited[version] == (sent, by)
+
+
+# -- the last-known state file keeps up ----------------------------------------------------------
+def test_polling__a_stream_of_changes__keeps_the_state_file_close_to_the_store(
+    make_runtime: MakeRuntime, settings: Settings
+) -> None:
+    # Given a poller and changes coming faster than a snapshot can settle
+    rt = make_runtime(poll_interval=0.01)
+    rt.refresh(force=True)
+    rt.start_polling()
+    start = current().version
+    stop = threading.Event()
+
+    def stream() -> None:
+        value = False
+        while not stop.is_set():
+            rt.toggle(CSRF, value, actor="load", method="api")
+            value = not value
+            time.sleep(0.01)
+
+    writer = threading.Thread(target=stream)
+    writer.start()
+    try:
+        # Then the file follows the store while the stream goes on
+        wait_for(lambda: (saved_version(settings) or 0) >= start + 10, timeout=30)
+    finally:
+        stop.set()
+        writer.join()
+
+
+def saved_version(settings: Settings) -> int | None:
+    try:
+        return int(json.loads(settings.state_file.read_text())["version"])
+    except (OSError, ValueError):
+        return None
+
+
+def test_save_state__a_newer_file_from_another_worker__is_not_overwritten(
+    runtime: FlagRuntime, settings: Settings
+) -> None:
+    # Given another worker saved a newer version a moment ago
+    newer = current().version + 5
+    last_known.save(settings.state_file, newer, last_known.records_of(current()))
+    runtime.toggle(CSRF, False, actor="a", method="api")  # serves a version below that
+    assert current().version < newer
+    # When this (slower) worker saves
+    runtime.offline.save_state()
+    # Then the newer file stays
+    assert saved_version(settings) == newer

@@ -79,7 +79,7 @@ def test_seed_updates_metadata_from_code_but_not_the_value(
 def test_set_flag_stores_value_bumps_version_and_audits(sessions: sessionmaker[Session]) -> None:
     before = version(sessions)
     with sessions.begin() as s:
-        change, new_version = service.set_flag(
+        change, new_version, written = service.set_flag(
             s, name=CSRF, enabled=False, actor="alice", method="cli", reason="INC-1"
         )
     assert (change.old, change.new, change.changed) == (True, False, True)
@@ -97,11 +97,12 @@ def test_set_flag_stores_value_bumps_version_and_audits(sessions: sessionmaker[S
         row = s.get(FlagRow, CSRF)
         assert row is not None
         assert row.updated_by == "alice"
+    assert (written.name, written.enabled, written.updated_by) == (CSRF, False, "alice")
 
 
 def test_set_flag_to_its_current_value_is_still_audited(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as s:
-        change, _ = service.set_flag(s, name=CSRF, enabled=True, actor="a", method="api")
+        change, _, _ = service.set_flag(s, name=CSRF, enabled=True, actor="a", method="api")
     assert change.changed is False
     assert len(events(sessions)) == 1
 
@@ -196,7 +197,7 @@ def test_create_flag_registers_a_new_flag(sessions: sessionmaker[Session]) -> No
     with sessions.begin() as s:
         service.create_flag(s, extra, actor="tests")
     with sessions.begin() as s:
-        change, _ = service.set_flag(s, name="bench_flag", enabled=True, actor="a", method="api")
+        change, _, _ = service.set_flag(s, name="bench_flag", enabled=True, actor="a", method="api")
     assert change.new is True
     assert stored(sessions)["bench_flag"] is True
 
