@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.security import csrf
 from backend.security.sessions import SessionStore
-from backend.security.throttle import Throttle, account_key, address_key
+from backend.security.throttle import Throttle, keys_for
 from backend.security.users import authenticate
 
 INVALID_CREDENTIALS = "invalid username or password"
@@ -38,14 +38,14 @@ def sign_in(
 ) -> SignedIn | None:
     """A fresh session for valid credentials, else None; LoginThrottled while blocked."""
     username = username.strip().lower()[:200]
-    keys = [account_key(username), address_key(address)]
+    keys = keys_for(username, address)
     with sessions.begin() as s:
         throttle.check(s, keys=keys)
         user = authenticate(s, username=username, password=password)
         if user is None:
             throttle.failed(s, keys=keys)
             return None
-        throttle.succeeded(s, username=username)
+        throttle.succeeded(s, username=username, address=address)
         user_id, role = user.id, user.role
     if previous_session_id:
         # A new id at every sign-in: a session id planted before sign-in is worth nothing.
