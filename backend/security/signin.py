@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.security import csrf
+from backend.security.flag import enabled
+from backend.security.keys import LEGACY_COOKIE
 from backend.security.sessions import SessionStore
 from backend.security.throttle import Throttle, keys_for
 from backend.security.users import authenticate
@@ -51,7 +53,8 @@ def sign_in(
         # A new id at every sign-in: a session id planted before sign-in is worth nothing.
         store.delete(previous_session_id)
     token = csrf.new_token()
-    session_id = store.create(
-        user_id=user_id, client_address=address, data={csrf.SESSION_KEY: token}
-    )
+    data: dict[str, object] = {csrf.SESSION_KEY: token}
+    if not enabled("new_secret_key_handling"):
+        data[LEGACY_COOKIE] = True  # its cookie is signed with the legacy key: see keys.py
+    session_id = store.create(user_id=user_id, client_address=address, data=data)
     return SignedIn(session_id=session_id, username=username, role=role, csrf_token=token)
