@@ -45,6 +45,15 @@ class LineFormatter(logging.Formatter):
         return "".join(_format_chain(exc)).rstrip("\n")
 
 
+class SafeTracebacks(logging.Filter):
+    """Gives a record the traceback text of `LineFormatter`, which any formatter then uses."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            record.exc_text = "".join(_format_chain(record.exc_info[1])).rstrip("\n")
+        return True
+
+
 _CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
 _CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
@@ -111,3 +120,8 @@ def configure_logging(log_file: Path, level: str = "INFO") -> None:
             logger.addHandler(handler)
         if name == "pcm_ops_tools":
             logger.setLevel(level.upper())
+    # uvicorn's own console handlers (server.console.log) get the same tracebacks.
+    for name in ("uvicorn", "uvicorn.error"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, SafeTracebacks) for f in handler.filters):
+                handler.addFilter(SafeTracebacks())

@@ -3,6 +3,7 @@ log nor the answer carries them: a password in a bad body stays out of both."""
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from collections.abc import Callable
@@ -148,4 +149,29 @@ def test_log_formatter__validation_error_in_a_traceback__inputs_left_out(tmp_pat
     assert "password: String should have at most 4 characters" in text
     assert "The above exception was the direct cause" in text
     assert "RuntimeError: handler failed" in text and "Traceback" in text
+    assert SECRET not in text
+
+
+def test_uvicorn_console_handler__validation_error_traceback__inputs_left_out(
+    tmp_path: Path,
+) -> None:
+    # Given uvicorn's console handler (server.console.log), with its own formatter
+    console = io.StringIO()
+    handler = logging.StreamHandler(console)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    uvicorn_logger = logging.getLogger("uvicorn")
+    uvicorn_logger.addHandler(handler)
+    try:
+        configure_logging(tmp_path / "logs" / "app.log")
+        # When uvicorn logs an exception whose text would hold an input
+        try:
+            Login.model_validate({"password": SECRET})
+        except ValidationError:
+            logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+    finally:
+        uvicorn_logger.removeHandler(handler)
+    # Then its console line has the traceback without the input
+    text = console.getvalue()
+    assert "Exception in ASGI application" in text and "Traceback" in text
+    assert "password: String should have at most 4 characters" in text
     assert SECRET not in text
