@@ -1,4 +1,5 @@
-"""The application factory, served by `uvicorn backend.main:create_app --factory`."""
+"""The application factory, served by
+`uvicorn backend.main:create_app --factory --no-proxy-headers` (see `pcm-ops server start`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from backend import web
 from backend.api import (
@@ -145,6 +147,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.add_middleware(FlagsVersionHeader)
     app.add_middleware(RequestMetricsMiddleware, recorder=recorder)
+    if settings.trusted_proxy_list:
+        # Outermost: every layer sees the client the trusted proxy names. Servers launch
+        # with uvicorn's own proxy handling off, so this is the only place it happens.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
     return app
 
 
@@ -158,6 +164,9 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        # X-Forwarded-* are believed only from PCM_TRUSTED_PROXIES, by create_app.
+        proxy_headers=False,
+        access_log=False,
     )
 
 

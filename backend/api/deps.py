@@ -26,7 +26,7 @@ from backend.core.config import Settings
 from backend.flags import FlagRuntime
 from backend.security import csrf
 from backend.security.flag import enabled
-from backend.security.keys import KeyRing
+from backend.security.keys import LEGACY_COOKIE, KeyRing
 from backend.security.sessions import LoadedSession, SessionStore
 from backend.security.tokens import (
     Principal,
@@ -128,13 +128,29 @@ def session_from_cookie(request: Request) -> tuple[LoadedSession, bool] | None:
     if not cookie or len(cookie) > 512:
         return None
     keyring: KeyRing = request.app.state.keyring
-    unsigned = keyring.unsign(cookie, new_handling=enabled("new_secret_key_handling"))
-    if unsigned is None:
-        return None
-    session_id, current_key = unsigned
     store: SessionStore = request.app.state.session_store
+    new_handling = enabled("new_secret_key_handling")
+    unsigned = keyring.unsign(cookie, new_handling=new_handling)
+    if unsigned is None:
+        legacy_id = keyring.unsign_legacy(cookie) if new_handling else None
+        if legacy_id is None:
+            return None
+        # Well-known key: believed only for a session this server gave a legacy cookie, so
+        # that the switch logs nobody out (see backend/security/keys.py).
+        loaded = store.load(legacy_id)
+        if loaded is None or not loaded.data.get(LEGACY_COOKIE):
+            return None
+        return loaded, False
+    session_id, current_key = unsigned
     loaded = store.load(session_id)
-    return (loaded, current_key) if loaded is not None else None
+    if loaded is None:
+        return None
+    if new_handling and current_key and loaded.data.get(LEGACY_COOKIE):
+        # The browser holds the re-signed cookie: its legacy one is refused from now on.
+        store.update(session_id, lambda data: data.pop(LEGACY_COOKIE, None))
+    elif not new_handling and not loaded.data.get(LEGACY_COOKIE):
+        store.update(session_id, lambda data: data.__setitem__(LEGACY_COOKIE, True))
+    return loaded, current_key
 
 
 def cookie_session_id(request: Request) -> str | None:

@@ -3,8 +3,11 @@
 `enhanced_error_handling` on: every error is RFC 9457 `application/problem+json`
 (`type`, `title`, `status`, `detail`, `instance`, `request_id`, and `errors` with one message per
 field for validation failures); nothing internal (stack, exception text, input) is sent.
-Off: the framework's default bodies (`{"detail": ...}`, FastAPI's validation list).
-Either way each response has `X-Request-ID` and error responses are logged with that id.
+Off: the framework's default bodies (`{"detail": ...}`, FastAPI's validation list), except that
+a validation error's `input` is never sent for a secret field (password, key, token, ...) nor
+when it is raw bytes (an undecodable body): see `public_errors`.
+Either way each response has `X-Request-ID` and error responses are logged with that id; no
+request body, nor any part of it, is ever logged.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -154,10 +158,44 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> tuple[str, str]:
     return where or "body", ".".join(rest) or "(request body)"
 
 
+# A field whose value must never be echoed back (nor logged: see backend.core.log).
+_SECRET_FIELD = re.compile(r"pass|secret|token|key|credential|authorization|cookie", re.I)
+REDACTED = "[redacted]"
+
+
+def _redact(value: Any) -> Any:
+    """`value` with every secret-named member replaced, recursively."""
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if _SECRET_FIELD.search(str(k)) else _redact(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    return value
+
+
+def public_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """FastAPI's validation errors as they may be shown: no `input` of a secret field or of raw
+    bytes (a body that is not UTF-8 is the whole body, password included), and secrets inside
+    an object input (a "missing field" error carries the whole object) redacted."""
+    shown = []
+    for err in errors:
+        item = {k: v for k, v in dict(err).items() if k != "input"}
+        if "input" in err:
+            value = err["input"]
+            secret = any(_SECRET_FIELD.search(str(part)) for part in item.get("loc", ()))
+            if not (secret or isinstance(value, bytes | bytearray | memoryview)):
+                item["input"] = _redact(value)
+        shown.append(item)
+    return shown
+
+
 async def validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     if not enhanced():
-        return await request_validation_exception_handler(request, exc)
+        return await request_validation_exception_handler(
+            request, RequestValidationError(public_errors(exc.errors()))
+        )
     errors = []
     for err in exc.errors():
         location, field = _field(err.get("loc", ()))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
 from collections.abc import Sequence
@@ -18,6 +16,7 @@ from backend.aws.clients import AwsConnector
 from backend.aws.errors import RunNotFound
 from backend.aws.models import Provider, ToolRun
 from backend.aws.tools import Row, Scan, Tool
+from backend.core.csv_export import csv_text
 from backend.db.base import utcnow
 
 log = logging.getLogger("pcm_ops_tools.aws")
@@ -113,17 +112,6 @@ def summary(run: ToolRun) -> dict[str, Any]:
     }
 
 
-def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    # A cell a spreadsheet would run as a formula (CSV injection) is quoted as text.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def to_csv(run: ToolRun) -> str:
-    """The run's table as CSV, header first."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(run.columns)
-    for row in run.rows:
-        writer.writerow([_cell(row.get(c)) for c in run.columns])
-    return out.getvalue()
+    """The run's table as CSV, header first (cells that would be formulas quoted as text)."""
+    return csv_text(run.columns, ([row.get(c) for c in run.columns] for row in run.rows))

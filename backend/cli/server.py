@@ -113,6 +113,9 @@ def start(settings: Settings, timeout: float = 30.0) -> int:
         "--workers",
         str(settings.workers),
         "--no-access-log",
+        # X-Forwarded-* are believed only from PCM_TRUSTED_PROXIES, by create_app; uvicorn's
+        # default would believe them from 127.0.0.1.
+        "--no-proxy-headers",
         "--timeout-graceful-shutdown",
         "5",
     ]

@@ -13,10 +13,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.core.config import from_environ
 from backend.db.session import engine_for, session_factory
 from backend.flags import ConfigurationError
-from backend.security import tokens, users
+from backend.security import throttle, tokens, users
 from backend.security.errors import SecurityError
 
-user_app = typer.Typer(help="Local users: create, change password, disable.", no_args_is_help=True)
+user_app = typer.Typer(
+    help="Local users: create, change password, disable, unlock.", no_args_is_help=True
+)
 token_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -94,6 +96,29 @@ def user_enable(username: str) -> None:
     except SecurityError as exc:
         raise _fail(exc) from None
     console.print(f"User {username!r} enabled.")
+
+
+@user_app.command("unlock")
+def user_unlock(
+    username: str,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="Also clear this client address's block (an IP)."),
+    ] = None,
+) -> None:
+    """Clear the sign-in blocks of a user (from every address), and of --address if given."""
+    try:
+        with _sessions().begin() as s:
+            name = users.get_user(s, username=username.strip().lower()).username
+            cleared = throttle.unlock_account(s, username=name)
+            if address is not None:
+                cleared += throttle.unlock_address(s, address=address.strip())
+    except SecurityError as exc:
+        raise _fail(exc) from None
+    where = f" and address {address.strip()}" if address is not None else ""
+    console.print(
+        f"Sign-in blocks of {name!r}{where} cleared ({cleared} record(s)); they can sign in now."
+    )
 
 
 @user_app.command("list")

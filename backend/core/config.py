@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from functools import lru_cache
@@ -81,11 +82,31 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_max_delay: float = Field(default=15 * 60, gt=0)
+    # PCM_TRUSTED_PROXIES: addresses or networks (comma-separated) of the reverse proxies whose
+    # X-Forwarded-For/-Proto are believed; empty (the default) believes no one's.
+    trusted_proxies: str = ""
 
     @field_validator("data_dir", "log_dir", "repo_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in (v.strip() for v in value.split(",")):
+            if item:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{item!r} is not an IP address or network (like 10.0.0.5 or 10.0.0.0/24)"
+                    ) from None
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [v.strip() for v in self.trusted_proxies.split(",") if v.strip()]
 
     @property
     def sqlite_path(self) -> Path:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from pathlib import Path
+from types import TracebackType
 
 FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
 _MARK = "_pcm_ops_handler"
@@ -30,6 +32,73 @@ class LineFormatter(logging.Formatter):
             record.message = message
         return prefix + ("\n" + prefix).join(message.split("\n"))
 
+    def formatException(
+        self,
+        ei: tuple[type[BaseException], BaseException, TracebackType | None]
+        | tuple[None, None, None],
+    ) -> str:
+        """The traceback, with validation errors told by location and message only: their text
+        would carry the input, which may be a request body, a password, a key."""
+        exc = ei[1]
+        if exc is None:
+            return super().formatException(ei)
+        return "".join(_format_chain(exc)).rstrip("\n")
+
+
+class SafeTracebacks(logging.Filter):
+    """Gives a record the traceback text of `LineFormatter`, which any formatter then uses."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            record.exc_text = "".join(_format_chain(record.exc_info[1])).rstrip("\n")
+        return True
+
+
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+
+
+def _exception_line(exc: BaseException) -> str:
+    """`Type: message`; for an exception with `errors()` (pydantic's, FastAPI's validation
+    errors) only each error's location and message, never its input."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return "".join(traceback.format_exception_only(type(exc), exc))
+    try:
+        found = [e for e in errors() if isinstance(e, dict)]
+    except Exception:  # an errors() that fails: say nothing of the content
+        found = []
+    parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in found]
+    name = type(exc).__qualname__
+    if type(exc).__module__ != "builtins":
+        name = f"{type(exc).__module__}.{name}"
+    return f"{name}: {len(parts)} error(s), inputs not logged: {'; '.join(parts)}\n"
+
+
+def _format_chain(exc: BaseException) -> list[str]:
+    """traceback.format_exception's text, each exception's line from `_exception_line`."""
+    chain: list[tuple[BaseException, str]] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    joint = ""
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append((current, joint))
+        if current.__cause__ is not None:
+            current, joint = current.__cause__, _CAUSE
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, joint = current.__context__, _CONTEXT
+        else:
+            current = None
+    lines: list[str] = []
+    for link, link_joint in reversed(chain):
+        if link.__traceback__ is not None:
+            lines.append("Traceback (most recent call last):\n")
+            lines.extend(traceback.format_tb(link.__traceback__))
+        lines.append(_exception_line(link))
+        lines.append(link_joint)
+    return lines
+
 
 def configure_logging(log_file: Path, level: str = "INFO") -> None:
     """Send our loggers and uvicorn's to `log_file`; idempotent within a process."""
@@ -51,3 +120,8 @@ def configure_logging(log_file: Path, level: str = "INFO") -> None:
             logger.addHandler(handler)
         if name == "pcm_ops_tools":
             logger.setLevel(level.upper())
+    # uvicorn's own console handlers (server.console.log) get the same tracebacks.
+    for name in ("uvicorn", "uvicorn.error"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, SafeTracebacks) for f in handler.filters):
+                handler.addFilter(SafeTracebacks())

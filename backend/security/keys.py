@@ -4,9 +4,13 @@
   weak or well-known keys stop start-up with a message saying how to make a good one.
 - off: sign with the legacy key from the settings (the behaviour before the flag).
 
-Verification accepts every configured key (current, `SECRET_KEY_FALLBACKS`, the other mode's
-key), so rotating keys or switching the flag either way logs nobody out; a cookie signed with a
-key that is not the current one is re-signed on the response.
+Verification accepts the current key and `SECRET_KEY_FALLBACKS`, so rotating keys logs nobody
+out; a cookie signed with a key that is not the current one is re-signed on the response.
+The legacy key is well known, so it verifies only while the flag is off. Switching the flag
+still logs nobody out: off, the new keys verify too; on, a legacy-signed cookie is accepted
+only for a session the server itself gave a legacy cookie (`LEGACY_COOKIE` in its data, set
+while the flag was off, cleared once the re-signed cookie comes back: see
+backend/api/deps.py), never for any other session.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from backend.security.errors import WeakSecretKey
 
 MIN_KEY_LENGTH = 32
 _SALT = "pcm-ops-session"
+# Session data key: the server's last cookie for this session was signed with the legacy key.
+LEGACY_COOKIE = "legacy_cookie"
 # Keys found in tutorials, templates and our own history: never accepted as SECRET_KEY.
 KNOWN_KEYS = {
     "changeme",
@@ -96,7 +102,7 @@ class KeyRing:
 
     def verification_keys(self, new_handling: bool) -> list[str]:
         first = self.signing_key(new_handling)
-        others = [self.new_key, *self.fallbacks, self.legacy_key]
+        others = [self.new_key, *self.fallbacks]
         return [first, *(k for k in others if k != first)]
 
     def sign(self, value: str, *, new_handling: bool) -> str:
@@ -111,3 +117,10 @@ class KeyRing:
                 continue
             return value, i == 0
         return None
+
+    def unsign_legacy(self, signed: str) -> str | None:
+        """The value of a cookie signed with the legacy key, for the caller to vouch for."""
+        try:
+            return Signer(self.legacy_key, salt=_SALT).unsign(signed).decode()
+        except BadSignature:
+            return None

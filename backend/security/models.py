@@ -52,7 +52,8 @@ class WebSession(Base):
 
 
 class LoginThrottle(Base):
-    """Failed sign-ins per key ("user:<name>" or "addr:<ip>") and when the next try is allowed."""
+    """Failed sign-ins per key ("pair:<name>|<ip>" or "addr:<ip>", see throttle.py) and when
+    the next try is allowed."""
 
     __tablename__ = "login_throttle"
 

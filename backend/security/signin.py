@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.security import csrf
+from backend.security.flag import enabled
+from backend.security.keys import LEGACY_COOKIE
 from backend.security.sessions import SessionStore
-from backend.security.throttle import Throttle, account_key, address_key
+from backend.security.throttle import Throttle, keys_for
 from backend.security.users import authenticate
 
 INVALID_CREDENTIALS = "invalid username or password"
@@ -38,20 +40,21 @@ def sign_in(
 ) -> SignedIn | None:
     """A fresh session for valid credentials, else None; LoginThrottled while blocked."""
     username = username.strip().lower()[:200]
-    keys = [account_key(username), address_key(address)]
+    keys = keys_for(username, address)
     with sessions.begin() as s:
         throttle.check(s, keys=keys)
         user = authenticate(s, username=username, password=password)
         if user is None:
             throttle.failed(s, keys=keys)
             return None
-        throttle.succeeded(s, username=username)
+        throttle.succeeded(s, username=username, address=address)
         user_id, role = user.id, user.role
     if previous_session_id:
         # A new id at every sign-in: a session id planted before sign-in is worth nothing.
         store.delete(previous_session_id)
     token = csrf.new_token()
-    session_id = store.create(
-        user_id=user_id, client_address=address, data={csrf.SESSION_KEY: token}
-    )
+    data: dict[str, object] = {csrf.SESSION_KEY: token}
+    if not enabled("new_secret_key_handling"):
+        data[LEGACY_COOKIE] = True  # its cookie is signed with the legacy key: see keys.py
+    session_id = store.create(user_id=user_id, client_address=address, data=data)
     return SignedIn(session_id=session_id, username=username, role=role, csrf_token=token)

@@ -3,8 +3,6 @@ one record with the runbook's log entry and communication message filled in."""
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -16,6 +14,7 @@ from sqlalchemy.orm import Session
 from backend.api.deps import RuntimeDep, SessionsDep
 from backend.api.health import database_health
 from backend.api.rollback_records import record_out
+from backend.core.csv_export import csv_text
 from backend.flags.models import AuditEvent, RollbackRecord
 from backend.flags.reports import communication, log_entry
 from backend.metrics.recorder import timeline
@@ -118,43 +117,39 @@ def history_csv(
     sessions: SessionsDep,
     filters: Annotated[Filters, Depends()],
 ) -> Response:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
-        [
-            "id",
-            "at",
-            "flag",
-            "from",
-            "to",
-            "actor",
-            "method",
-            "reason",
-            "version",
-            "rollback_record_id",
-            "hash",
-        ]
-    )
+    header = [
+        "id",
+        "at",
+        "flag",
+        "from",
+        "to",
+        "actor",
+        "method",
+        "reason",
+        "version",
+        "rollback_record_id",
+        "hash",
+    ]
     with sessions() as s:
-        for e in s.scalars(filters.events()):
-            writer.writerow(
-                [
-                    e.id,
-                    e.at.isoformat(),
-                    e.flag_name,
-                    e.old_value,
-                    e.new_value,
-                    e.actor,
-                    e.method,
-                    e.reason,
-                    e.version,
-                    e.rollback_record_id or "",
-                    e.hash,
-                ]
-            )
+        rows = [
+            [
+                e.id,
+                e.at.isoformat(),
+                e.flag_name,
+                e.old_value,
+                e.new_value,
+                e.actor,
+                e.method,
+                e.reason,
+                e.version,
+                e.rollback_record_id or "",
+                e.hash,
+            ]
+            for e in s.scalars(filters.events())
+        ]
     stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
     return Response(
-        out.getvalue(),
+        csv_text(header, rows),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="pcm_ops_flag_history_{stamp}.csv"'},
     )

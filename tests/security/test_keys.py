@@ -60,13 +60,15 @@ def test_rotation_keeps_cookies_signed_with_a_fallback(tmp_path: Path) -> None:
     assert dropped.unsign(cookie, new_handling=True) is None
 
 
-def test_the_flag_chooses_the_signing_key_and_both_verify(tmp_path: Path) -> None:
+def test_signing_key__legacy__verifies_only_while_the_flag_is_off(tmp_path: Path) -> None:
     ring = KeyRing.build(secret_key=GOOD, fallbacks=[], legacy_key=LEGACY, key_file=tmp_path)
     new, legacy = ring.sign("sid", new_handling=True), ring.sign("sid", new_handling=False)
     assert new != legacy
     assert ring.unsign(new, new_handling=True) == ("sid", True)
     assert ring.unsign(legacy, new_handling=False) == ("sid", True)
-    # Switching the flag either way logs nobody out.
-    assert ring.unsign(legacy, new_handling=True) == ("sid", False)
+    # Off, the new key still verifies (switching off logs nobody out)...
     assert ring.unsign(new, new_handling=False) == ("sid", False)
+    # ...but on, the well-known legacy key does not: the caller vouches for the session itself.
+    assert ring.unsign(legacy, new_handling=True) is None
+    assert ring.unsign_legacy(legacy) == "sid" and ring.unsign_legacy(new) is None
     assert ring.unsign(new[:-2] + "xx", new_handling=True) is None

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
+from itsdangerous import Signer
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.aws.models import Provider
@@ -20,6 +21,7 @@ TOGGLE = "/api/feature-flags/toggle"
 SAFE_BODY = {"flag_name": "thread_safe_sessions", "enabled": True}
 GOOD_KEY = "k3Y-5x9QwErTyUiOpAsDfGhJkLzXcVbNm0123456789"
 OTHER_KEY = "Zz9-Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0PpOoNnMmLlKk"
+LEGACY_KEY = Settings.model_fields["legacy_secret_key"].default
 
 
 @pytest.fixture
@@ -163,6 +165,47 @@ def test_switching_the_key_flag_keeps_everyone_signed_in(
     set_flag("new_secret_key_handling", True)
     assert browser.get("/api/auth/me").status_code == 200
     assert browser.cookies["pcm_session"] == signed_new
+
+
+def legacy_cookie_for(browser: TestClient) -> str:
+    """The browser's session id signed with the well-known legacy key, as anyone can."""
+    session_id = browser.cookies["pcm_session"].rsplit(".", 1)[0]
+    return Signer(LEGACY_KEY, salt="pcm-ops-session").sign(session_id).decode()
+
+
+def test_new_key_handling_on__cookie_forged_with_the_legacy_key__refused(
+    operator: tuple[TestClient, str], client: TestClient
+) -> None:
+    # Given a session made while new_secret_key_handling is on
+    browser, _ = operator
+    forged = legacy_cookie_for(browser)
+    # When its id comes signed with the well-known legacy key
+    r = TestClient(client.app).get("/api/auth/me", headers={"Cookie": f"pcm_session={forged}"})
+    # Then it is nobody
+    assert r.status_code == 401
+    assert browser.get("/api/auth/me").status_code == 200  # the real cookie still works
+
+
+def test_new_key_handling_switched_on__user_signed_in_before__stays_signed_in(
+    client: TestClient, make_user: MakeUser, login: Login, set_flag: SetFlag
+) -> None:
+    # Given a user who signed in while the flag was off (a legacy-signed cookie)
+    set_flag("new_secret_key_handling", False)
+    make_user("olga", "operator")
+    browser = TestClient(client.app)
+    login(browser, "olga")
+    legacy = browser.cookies["pcm_session"]
+    assert legacy == legacy_cookie_for(browser)
+    # When the flag is switched on
+    set_flag("new_secret_key_handling", True)
+    # Then their next request works, and moves them to the new key
+    r = browser.get("/api/auth/me")
+    assert r.status_code == 200 and r.json()["name"] == "user:olga"
+    assert browser.cookies["pcm_session"] != legacy
+    assert browser.get("/api/auth/me").status_code == 200
+    # And once the new cookie has come back, the legacy one is refused
+    stale = TestClient(client.app).get("/api/auth/me", headers={"Cookie": f"pcm_session={legacy}"})
+    assert stale.status_code == 401
 
 
 def test_the_key_file_is_used_without_secret_key(settings: Settings, client: TestClient) -> None:
