@@ -8,6 +8,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from backend.cli import db as db_cmd
 from backend.cli import server as server_cmd
@@ -104,9 +105,16 @@ def server_status() -> None:
 @app.command("init-db")
 def init_db_cmd() -> None:
     """Create or upgrade the schema and seed defaults (idempotent)."""
+    from backend.core.filemodes import tighten_tree
     from backend.db.init_db import init_db
+    from backend.db.outage import first_line
 
-    report = init_db(load_settings())
+    s = load_settings()
+    tighten_tree(s.data_dir, s.log_dir)
+    try:
+        report = init_db(s)
+    except SQLAlchemyError as exc:
+        fail(f"cannot set up the database: {first_line(exc)}", UNREACHABLE)
     console.print(f"Database ready: {report.database}")
     if report.admin_token_created:
         console.print(f"Created an admin API token in {report.admin_token_path} (mode 0600).")

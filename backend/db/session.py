@@ -9,6 +9,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.config import Settings, get_settings
+from backend.core.filemodes import create_private_file, private_dir
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -32,7 +33,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def engine_for(settings: Settings) -> Engine:
     if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Owner-only before SQLite opens it (its -wal and -shm files copy the file's mode).
+        private_dir(settings.data_dir)
+        create_private_file(settings.sqlite_path)
     return make_engine(settings.effective_database_url)
 
 
