@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.core.config import Settings, get_settings
 from backend.core.filemodes import create_private_file, private_dir
 
+PG_CONNECT_TIMEOUT = 5  # seconds
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -28,6 +30,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         new = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False}, **kwargs)
         event.listen(new, "connect", _sqlite_pragmas)
         return new
+    if "connect_timeout" not in url:
+        # A server that does not answer (a partition, a host that is gone) fails in seconds
+        # instead of the minutes TCP takes to give up: start-up and requests then fall back
+        # on the last-known flag state.
+        connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT, **kwargs.pop("connect_args", {})}
+        kwargs["connect_args"] = connect_args
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
