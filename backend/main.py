@@ -27,7 +27,7 @@ from backend.api import (
     users,
 )
 from backend.core.config import Settings, get_settings
-from backend.core.filemodes import restrict_umask, tighten_tree
+from backend.core.filemodes import restrict_umask, tighten_private_dirs
 from backend.core.log import configure_logging
 from backend.db.checkpoint import WalCheckpointer
 from backend.db.outage import PendingInit, unreachable
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     restrict_umask()  # data/ and logs/ are owner-only, the files SQLite creates included
     configure_logging(settings.log_file, settings.log_level)
-    tighten_tree(settings.data_dir, settings.log_dir)
+    tighten_private_dirs(settings)
     # Weak or well-known keys stop start-up here (WeakSecretKey), whatever the flag's state.
     keyring = KeyRing.build(
         secret_key=settings.secret_key,

@@ -30,7 +30,7 @@ from backend.cli.console import (
 )
 from backend.cli.records import add_record
 from backend.core.config import Settings
-from backend.core.filemodes import tighten_tree
+from backend.core.filemodes import tighten_private_dirs
 from backend.db import backup
 from backend.db.backup import BackupError
 from backend.db.outage import first_line
@@ -73,7 +73,7 @@ def db_init() -> None:
     from backend.db.init_db import init_db
 
     s = load_settings()
-    tighten_tree(s.data_dir, s.log_dir)  # left 0644/0755 by older versions
+    tighten_private_dirs(s)  # left 0644/0755 by older versions
     try:
         report = init_db(s)
     except SQLAlchemyError as exc:

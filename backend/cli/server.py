@@ -17,7 +17,7 @@ from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.core.config import PROJECT_ROOT, Settings
-from backend.core.filemodes import tighten_tree
+from backend.core.filemodes import tighten_private_dirs
 from backend.db.init_db import init_db
 from backend.db.outage import first_line, unreachable
 from backend.db.session import engine_for, session_factory
@@ -144,7 +144,7 @@ def start(settings: Settings, timeout: float = 30.0) -> int:
             "set PORT to use another one.[/red]"
         )
         return 1
-    tighten_tree(settings.data_dir, settings.log_dir)  # left 0644/0755 by older versions
+    tighten_private_dirs(settings)  # left 0644/0755 by older versions
     try:
         degraded = prepare_database(settings)
     except Refused as exc:

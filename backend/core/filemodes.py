@@ -7,7 +7,12 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from backend.core.config import Settings
 
 log = logging.getLogger("pcm_ops_tools.files")
 
@@ -48,11 +53,29 @@ def _tighten(path: Path, mode: int) -> bool:
     return True
 
 
-def tighten_tree(*roots: Path) -> list[Path]:
+def _writable_by_others(path: Path) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return not stat.S_ISLNK(st.st_mode) and bool(st.st_mode & 0o022)
+
+
+def tighten_tree(*roots: Path, vouching: Collection[Path] = ()) -> list[Path]:
     """Make every directory under `roots` 0700 and every file 0600 where group or others had
     access (trees that an older version created 0755/0644); symlinks are left alone. Returns
-    what was changed; what cannot be changed is logged."""
+    what was changed; what cannot be changed is logged.
+
+    `vouching` files are trusted for their mode (the admin token file): one that others could
+    write is left as it is, so that a chmod never makes trusted what someone else wrote."""
     changed: list[Path] = []
+    suspect = {p for p in vouching if _writable_by_others(p)}
+    for path in sorted(suspect):
+        log.error(
+            "%s is writable by other users: left as it is and not trusted until checked"
+            " against the database",
+            path,
+        )
     for root in roots:
         if not root.is_dir() or root.is_symlink() or root.stat().st_mode & stat.S_ISVTX:
             continue
@@ -62,6 +85,8 @@ def tighten_tree(*roots: Path) -> list[Path]:
             entries += [(here / d, DIR_MODE) for d in dirs]
             entries += [(here / f, FILE_MODE) for f in files]
             for path, mode in entries:
+                if path in suspect:
+                    continue
                 try:
                     if _tighten(path, mode):
                         changed.append(path)
@@ -76,3 +101,9 @@ def tighten_tree(*roots: Path) -> list[Path]:
             ", ".join(str(p) for p in changed[:20]) + (" ..." if len(changed) > 20 else ""),
         )
     return changed
+
+
+def tighten_private_dirs(settings: Settings) -> list[Path]:
+    """tighten_tree on data/ and logs/, the admin token file vouching (degraded sign-in
+    trusts it only while it is owner-only: backend.security.tokens.admin_file_principal)."""
+    return tighten_tree(settings.data_dir, settings.log_dir, vouching=[settings.admin_token_path])

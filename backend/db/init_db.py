@@ -22,7 +22,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, text
 
 from backend.core.config import PROJECT_ROOT, Settings, get_settings
-from backend.core.filemodes import private_dir, restrict_umask, tighten_tree
+from backend.core.filemodes import private_dir, restrict_umask, tighten_private_dirs
 from backend.db.session import engine_for, session_factory
 from backend.flags.service import seed_flags
 from backend.security.tokens import Role, create_token, token_is_valid
@@ -140,6 +140,8 @@ def _init(settings: Settings, engine: Engine) -> InitReport:
             _row, plaintext = create_token(s, name="admin", role=Role.ADMIN)
             write_secret_file(path, plaintext)
             report.admin_token_created = True
+        else:
+            os.chmod(path, 0o600)  # checked against the database: owner-only is safe now
         report.admin_token_path = path
         if not list_users(s):
             # Existing users are never touched: only an empty table gets the first admin.
@@ -159,7 +161,7 @@ def main() -> int:
     restrict_umask()  # the database, its -wal and -shm, and the secrets: owner-only
     try:
         settings = get_settings()
-        tighten_tree(settings.data_dir, settings.log_dir)
+        tighten_private_dirs(settings)
         report = init_db(settings)
     except ConfigurationError as exc:
         print(f"init_db: {exc}", file=sys.stderr)

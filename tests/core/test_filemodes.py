@@ -126,3 +126,19 @@ def test_last_known_state_and_manifests__permissive_umask__written_0600(
     made = sorted(p.name for p in tmp_path.iterdir())
     assert made == [".backups.json.lock", "backups.json", "flags_last_known.json"]
     assert {p.name: mode(p) for p in tmp_path.iterdir()} == dict.fromkeys(made, 0o600)
+
+
+def test_tighten_tree__vouching_file_writable_by_others__left_untrusted(tmp_path: Path) -> None:
+    # Given an admin token file that another user could have written, and one only read
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    written, read = data / "admin_token", data / "other_token"
+    for f, m in ((written, 0o666), (read, 0o644)):
+        f.write_text("pcm_x")
+        f.chmod(m)
+
+    # When
+    tighten_tree(data, vouching=[written, read])
+
+    # Then a chmod does not make the first one trusted; the second is made owner-only
+    assert (mode(written), mode(read)) == (0o666, 0o600)
