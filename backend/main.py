@@ -29,8 +29,10 @@ from backend.api import (
     users,
 )
 from backend.core.config import Settings, get_settings
+from backend.core.filemodes import restrict_umask, tighten_private_dirs
 from backend.core.log import configure_logging
 from backend.db.checkpoint import WalCheckpointer
+from backend.db.outage import PendingInit, unreachable
 from backend.db.session import engine_for, session_factory
 from backend.flags import FlagRuntime, FlagStoreUnavailable, current
 from backend.metrics import MetricsRecorder, RequestMetricsMiddleware
@@ -67,7 +69,9 @@ class FlagsVersionHeader:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    restrict_umask()  # data/ and logs/ are owner-only, the files SQLite creates included
     configure_logging(settings.log_file, settings.log_level)
+    tighten_private_dirs(settings)
     # Weak or well-known keys stop start-up here (WeakSecretKey), whatever the flag's state.
     keyring = KeyRing.build(
         secret_key=settings.secret_key,
@@ -89,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         poll_interval=settings.flag_poll_interval,
         stale_after=settings.stale_after_seconds,
     )
+    pending_init = PendingInit(settings, engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -103,6 +108,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         except FlagStoreUnavailable as exc:
             log.error("start-up with the flag store unreachable: %s", exc)
+            if unreachable(exc.__cause__):
+                # Whether the schema is current cannot be known: init_db runs once it answers.
+                pending_init.start()
+        if settings.database_init_pending and not pending_init.pending:
+            pending_init.start()  # `pcm-ops server start` could not run init_db
+        if pending_init.pending:
+            served = current()
+            log.warning(
+                "Migrations pending: init_db runs once the database answers (serving %s"
+                " version %s)",
+                "last-known flag state" if served.from_last_known_state else "flags",
+                served.version,
+            )
         if runtime.rollback_mode:
             log.warning("Feature flag rollback mode is ON: every flag serves its rollback value")
         runtime.start_polling()
@@ -112,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            pending_init.stop()
             runtime.stop_polling()
             recorder.stop()
             if checkpointer is not None:
@@ -124,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.state.metrics = recorder
     app.state.sessions = sessions
+    app.state.pending_init = pending_init
     app.state.started = time.monotonic()
     app.state.keyring = keyring
     app.state.session_store = SessionStore(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
+from backend.api import health
 from backend.api.deps import DbDep, Offset, Operator, RuntimeDep, Viewer, body_doc, json_body
 from backend.flags import FlagState, current
 from backend.flags.audit import event_as_dict, verify_chain
@@ -47,8 +48,8 @@ def list_flags(_: Viewer) -> dict[str, Any]:
 
 
 @router.get("/health", summary="Flag subsystem health (public)")
-def flags_health(runtime: RuntimeDep) -> JSONResponse:
-    body = runtime.health()
+def flags_health(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    body = health.flags_health(request, runtime)
     return JSONResponse(body, status_code=200 if body["status"] == "healthy" else 503)
 
 

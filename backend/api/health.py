@@ -11,8 +11,40 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.api.deps import RuntimeDep, SessionsDep
+from backend.db.outage import PendingInit
 
 router = APIRouter(tags=["health"])
+
+
+def summary(flags: dict[str, Any], *, database_ok: bool) -> str:
+    """What is wrong, in one line: "database unreachable, serving last-known state version 7,
+    migrations pending"; "healthy" when nothing is."""
+    problems = []
+    if not database_ok or not flags["store_reachable"]:
+        problems.append("database unreachable")
+    if flags["from_last_known_state"]:
+        problems.append(f"serving last-known state version {flags['version']}")
+    elif flags["stale"]:
+        problems.append(f"flags stale (version {flags['version']})")
+    if flags["journaled_rollbacks"]:
+        problems.append(f"{len(flags['journaled_rollbacks'])} journaled rollback(s) to replay")
+    if flags.get("migrations_pending"):
+        problems.append("migrations pending")
+    if not problems and flags["status"] != "healthy":
+        problems.append(flags.get("error") or "flags unhealthy")
+    return ", ".join(problems) or "healthy"
+
+
+def flags_health(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
+    """The flag subsystem's health with what start-up left undone: migrations that wait for
+    the database keep it unhealthy (see backend.db.outage)."""
+    pending: PendingInit | None = getattr(request.app.state, "pending_init", None)
+    body = runtime.health()
+    body["migrations_pending"] = pending is not None and pending.pending
+    if body["migrations_pending"]:
+        body["status"] = "unhealthy"
+    body["summary"] = summary(body, database_ok=body["store_reachable"])
+    return body
 
 
 def database_health(sessions: SessionsDep) -> dict[str, Any]:
@@ -36,7 +68,7 @@ def database_health(sessions: SessionsDep) -> dict[str, Any]:
 def health(request: Request, runtime: RuntimeDep, sessions: SessionsDep) -> JSONResponse:
     app = request.app
     database = database_health(sessions)
-    flags = runtime.health()
+    flags = flags_health(request, runtime)
     healthy = database["ok"] and flags["status"] == "healthy"
     body = {
         "status": "healthy" if healthy else "unhealthy",
@@ -47,5 +79,7 @@ def health(request: Request, runtime: RuntimeDep, sessions: SessionsDep) -> JSON
         "flags_version": flags["version"],
         "rollback_mode": runtime.rollback_mode,
         "journaled_rollbacks": flags["journaled_rollbacks"],
+        "migrations_pending": flags["migrations_pending"],
+        "summary": summary(flags, database_ok=database["ok"]),
     }
     return JSONResponse(body, status_code=200 if healthy else 503)

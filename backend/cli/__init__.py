@@ -52,6 +52,7 @@ app.add_typer(db_cmd.db_app, name="db")
 app.add_typer(records_app, name="records")
 app.add_typer(aws_app, name="aws")
 rollback_app.command("db")(db_cmd.rollback_db)
+app.command("init-db")(db_cmd.db_init)
 app.command("verify")(verify_cmd)
 app.command("logs")(logs_cmd)
 app.command("snapshot")(snapshot_cmd)
@@ -99,19 +100,6 @@ def server_stop(
 def server_status() -> None:
     """Say whether the server runs (exit 3 when it does not)."""
     raise typer.Exit(server_cmd.status(load_settings()))
-
-
-@app.command("init-db")
-def init_db_cmd() -> None:
-    """Create or upgrade the schema and seed defaults (idempotent)."""
-    from backend.db.init_db import init_db
-
-    report = init_db(load_settings())
-    console.print(f"Database ready: {report.database}")
-    if report.admin_token_created:
-        console.print(f"Created an admin API token in {report.admin_token_path} (mode 0600).")
-    for line in report.login_hint():
-        console.print(line, markup=False)
 
 
 # -- flags -------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from backend.core.config import Settings, from_environ
+from backend.core.filemodes import restrict_umask
 from backend.core.log import configure_logging
 from backend.db.backup import (
     BackupError,
@@ -32,6 +33,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")
 
 
 def load_settings() -> Settings:
+    # Whatever a command writes (backups, manifests, logs, SQLite files) is owner-only.
+    restrict_umask()
     try:
         s = from_environ()
     except FlagError as exc:

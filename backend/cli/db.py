@@ -12,11 +12,13 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from backend.cli import server as server_cmd
 from backend.cli.console import (
     FAILED,
     REFUSED,
+    UNREACHABLE,
     JsonOpt,
     backup_exit,
     console,
@@ -28,8 +30,10 @@ from backend.cli.console import (
 )
 from backend.cli.records import add_record
 from backend.core.config import Settings
+from backend.core.filemodes import tighten_private_dirs
 from backend.db import backup
 from backend.db.backup import BackupError
+from backend.db.outage import first_line
 
 db_app = typer.Typer(help="Back up, restore and check the database.", no_args_is_help=True)
 
@@ -68,10 +72,17 @@ def db_init() -> None:
     """Create or upgrade the schema and seed defaults (idempotent)."""
     from backend.db.init_db import init_db
 
-    report = init_db(load_settings())
+    s = load_settings()
+    tighten_private_dirs(s)  # left 0644/0755 by older versions
+    try:
+        report = init_db(s)
+    except SQLAlchemyError as exc:
+        fail(f"cannot set up the database: {first_line(exc)}", UNREACHABLE)
     console.print(f"Database ready: {report.database}")
     if report.admin_token_created:
         console.print(f"Created an admin API token in {report.admin_token_path} (mode 0600).")
+    for line in report.login_hint():
+        console.print(line, markup=False)
 
 
 @db_app.command("backup")

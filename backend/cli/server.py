@@ -13,11 +13,16 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
 
 from backend.core.config import PROJECT_ROOT, Settings
+from backend.core.filemodes import tighten_private_dirs
 from backend.db.init_db import init_db
+from backend.db.outage import first_line, unreachable
 from backend.db.session import engine_for, session_factory
 from backend.flags import FlagRuntime, snapshot
+from backend.flags.last_known import load as load_last_known
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -55,18 +60,64 @@ def port_in_use(host: str, port: int) -> bool:
         return s.connect_ex(("127.0.0.1" if host in ("0.0.0.0", "") else host, port)) == 0
 
 
-def validate_flags(settings: Settings) -> None:
-    """Fail before forking when FEATURE_FLAG_* names an unknown flag."""
+def validate_flags(settings: Settings, known: set[str] | None = None) -> None:
+    """Fail before forking when FEATURE_FLAG_* names an unknown flag: one of the database or,
+    while it is unreachable, one of the `known` flags (the last-known state)."""
     engine = engine_for(settings)
     try:
-        FlagRuntime(
+        runtime = FlagRuntime(
             session_factory(engine),
             rollback_mode=settings.rollback_mode,
             overrides=settings.flag_overrides,
-        ).refresh(force=True)
+        )
+        if known is None:
+            runtime.refresh(force=True)
+        else:
+            runtime.builder.check_overrides(known)
     finally:
         snapshot.reset()
         engine.dispose()
+
+
+class Refused(Exception):
+    """Start-up refused; the message says why and what to do, the code is the exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def prepare_database(settings: Settings) -> tuple[int, set[str]] | None:
+    """Run init_db. When the database is unreachable (an outage, not wrong settings) and a
+    last-known flag state exists, return its version and flags: the server then starts on it
+    and runs init_db once the database answers. Raises Refused otherwise."""
+    try:
+        report = init_db(settings)
+    except SQLAlchemyError as exc:
+        problem = first_line(exc)
+        if not unreachable(exc):
+            raise Refused(f"the database set-up failed: {problem}", 1) from exc
+        saved = load_last_known(settings.state_file)
+        if saved is None:
+            raise Refused(
+                f"the database is unreachable ({problem}) and there is no last-known flag"
+                f" state ({settings.state_file}) to serve until it answers: start the"
+                " database first",
+                5,
+            ) from exc
+        version, records = saved
+        console.print(
+            f"[yellow]The database is unreachable:[/yellow] {escape(problem)}\n"
+            f"[yellow]Starting on the last-known flag state (version {version},"
+            f" {settings.state_file}); rollbacks are journaled, and the migrations run"
+            " once the database answers.[/yellow]"
+        )
+        return version, {r.name for r in records}
+    if report.admin_token_created:
+        console.print(f"Created an admin API token in {report.admin_token_path} (mode 0600).")
+    for line in report.login_hint():
+        console.print(line, markup=False)
+    return None
 
 
 def wait_healthy(settings: Settings, proc: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -93,12 +144,16 @@ def start(settings: Settings, timeout: float = 30.0) -> int:
             "set PORT to use another one.[/red]"
         )
         return 1
-    report = init_db(settings)
-    if report.admin_token_created:
-        console.print(f"Created an admin API token in {report.admin_token_path} (mode 0600).")
-    for line in report.login_hint():
-        console.print(line, markup=False)
-    validate_flags(settings)
+    tighten_private_dirs(settings)  # left 0644/0755 by older versions
+    try:
+        degraded = prepare_database(settings)
+    except Refused as exc:
+        console.print(f"[red]Cannot start:[/red] {escape(str(exc))}")
+        return exc.code
+    validate_flags(settings, None if degraded is None else degraded[1])
+    env = dict(os.environ)
+    if degraded is not None:
+        env["PCM_DATABASE_INIT_PENDING"] = "1"  # see Settings.database_init_pending
     console_log = settings.log_dir / "server.console.log"
     cmd = [
         sys.executable,
@@ -127,6 +182,7 @@ def start(settings: Settings, timeout: float = 30.0) -> int:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env=env,
         )
     settings.pid_file.write_text(f"{proc.pid}\n")
     if not wait_healthy(settings, proc, timeout):
@@ -141,6 +197,11 @@ def start(settings: Settings, timeout: float = 30.0) -> int:
         f"PCM-Ops Tools is running (pid {proc.pid}, {settings.workers} worker(s))"
         f"{mode if settings.rollback_mode else ''}"
     )
+    if degraded is not None:
+        console.print(
+            f"  [yellow]DEGRADED: database unreachable, serving last-known state version"
+            f" {degraded[0]}, migrations pending (see /api/health)[/yellow]"
+        )
     console.print(f"  URL:         {settings.base_url}")
     console.print(f"  Log file:    {settings.log_file}")
     console.print(f"  Admin token: {settings.admin_token_path}")

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # The git repository that `pcm-ops rollback git` and `pcm-ops snapshot` work in.
     repo_dir: Path = PROJECT_ROOT
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    # Set by `pcm-ops server start` when init_db could not reach the database: the server
+    # then runs it (migrations, seed) in the background once the database answers.
+    database_init_pending: bool = False
     flag_poll_interval: float = Field(default=0.02, gt=0, le=5)
     # Seconds a write waits for a database lock held by another connection before it is
     # answered 503 "database busy, retry" (PCM_DATABASE_BUSY_TIMEOUT).

@@ -7,6 +7,8 @@ import traceback
 from pathlib import Path
 from types import TracebackType
 
+from backend.core.filemodes import create_private_file, private_dir
+
 FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
 _MARK = "_pcm_ops_handler"
 
@@ -101,8 +103,9 @@ def _format_chain(exc: BaseException) -> list[str]:
 
 
 def configure_logging(log_file: Path, level: str = "INFO") -> None:
-    """Send our loggers and uvicorn's to `log_file`; idempotent within a process."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    """Send our loggers and uvicorn's to `log_file` (owner-only); idempotent within a process."""
+    private_dir(log_file.parent)
+    create_private_file(log_file)
     target = str(log_file.resolve())
     for name in ("pcm_ops_tools", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)

@@ -5,8 +5,11 @@ python backend/db/init_db.py
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,9 +18,11 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, text
 
 from backend.core.config import PROJECT_ROOT, Settings, get_settings
+from backend.core.filemodes import private_dir, restrict_umask, tighten_private_dirs
 from backend.db.session import engine_for, session_factory
 from backend.flags.models import FlagStoreRow
 from backend.flags.service import seed_flags
@@ -34,6 +39,13 @@ class InitReport:
     admin_token_path: Path | None = None
     admin_user_created: bool = False
     admin_password_path: Path | None = None
+    # Alembic revisions before and after the upgrade: equal when the schema was current.
+    schema_before: tuple[str, ...] = ()
+    schema_after: tuple[str, ...] = ()
+
+    @property
+    def migrated(self) -> bool:
+        return self.schema_before != self.schema_after
 
     def login_hint(self) -> list[str]:
         """What to tell the operator, once, when the first admin was just created."""
@@ -54,11 +66,39 @@ def alembic_config() -> Config:
     return cfg
 
 
+def schema_revisions(engine: Engine) -> tuple[str, ...]:
+    """The Alembic revisions the database is at (empty when it has no schema yet)."""
+    with engine.connect() as conn:
+        return tuple(sorted(MigrationContext.configure(conn).get_current_heads()))
+
+
 def upgrade_schema(engine: Engine, revision: str = "heads") -> None:
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+# The PostgreSQL advisory lock that init_db holds ("pcm_init" in ASCII).
+INIT_LOCK_KEY = 0x70636D5F696E6974
+
+
+@contextlib.contextmanager
+def init_lock(settings: Settings, engine: Engine) -> Iterator[None]:
+    """One init_db at a time: between the processes sharing the data directory (an flock:
+    the workers of a server, the CLI) and, on PostgreSQL, between every instance sharing the
+    database (an advisory lock, released with the transaction that holds it)."""
+    fd = os.open(settings.data_dir / "init_db.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if engine.dialect.name != "postgresql":
+            yield
+            return
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": INIT_LOCK_KEY})
+            yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def write_secret_file(path: Path, content: str) -> None:
@@ -73,50 +113,70 @@ def write_secret_file(path: Path, content: str) -> None:
 
 
 def init_db(settings: Settings | None = None, engine: Engine | None = None) -> InitReport:
+    """Upgrade the schema and seed defaults, under init_lock. Raises SQLAlchemyError when the
+    database cannot be reached (the caller decides whether to start on the last-known state)."""
     settings = settings or get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
+    private_dir(settings.log_dir)
     own_engine = engine is None
     engine = engine or engine_for(settings)
     try:
-        upgrade_schema(engine)
-        report = InitReport(database=engine.url.render_as_string(hide_password=True))
-        sessions = session_factory(engine)
-        with sessions.begin() as s:
-            new_store = s.get(FlagStoreRow, 1) is None
-            report.flags_added = seed_flags(s)
-            path = settings.admin_token_path
-            existing = path.read_text().strip() if path.exists() else ""
-            if not existing or not token_is_valid(s, existing):
-                _row, plaintext = create_token(s, name="admin", role=Role.ADMIN)
-                write_secret_file(path, plaintext)
-                report.admin_token_created = True
-            report.admin_token_path = path
-            if not list_users(s):
-                # Existing users are never touched: only an empty table gets the first admin.
-                password = generate_password()
-                create_user(s, username="admin", password=password, role=Role.ADMIN)
-                write_secret_file(settings.admin_password_path, password)
-                report.admin_user_created = True
-                report.admin_password_path = settings.admin_password_path
-        if new_store and settings.audit_checkpoint_file.exists():
-            # A new, empty database where one stood before (reinitialised): its checkpoints
-            # no longer apply. Verify shows this restart, and the log has it.
-            restart_checkpoints(settings, sessions, "new database initialised")
-        return report
+        with init_lock(settings, engine):
+            return _init(settings, engine)
     finally:
         if own_engine:
             engine.dispose()
 
 
+def _init(settings: Settings, engine: Engine) -> InitReport:
+    report = InitReport(database=engine.url.render_as_string(hide_password=True))
+    report.schema_before = schema_revisions(engine)
+    upgrade_schema(engine)
+    report.schema_after = schema_revisions(engine)
+    sessions = session_factory(engine)
+    with sessions.begin() as s:
+        new_store = s.get(FlagStoreRow, 1) is None
+        report.flags_added = seed_flags(s)
+        path = settings.admin_token_path
+        existing = path.read_text().strip() if path.exists() else ""
+        if not existing or not token_is_valid(s, existing):
+            _row, plaintext = create_token(s, name="admin", role=Role.ADMIN)
+            write_secret_file(path, plaintext)
+            report.admin_token_created = True
+        else:
+            os.chmod(path, 0o600)  # checked against the database: owner-only is safe now
+        report.admin_token_path = path
+        if not list_users(s):
+            # Existing users are never touched: only an empty table gets the first admin.
+            password = generate_password()
+            create_user(s, username="admin", password=password, role=Role.ADMIN)
+            write_secret_file(settings.admin_password_path, password)
+            report.admin_user_created = True
+            report.admin_password_path = settings.admin_password_path
+    if new_store and settings.audit_checkpoint_file.exists():
+        # A new, empty database where one stood before (reinitialised): its checkpoints
+        # no longer apply. Verify shows this restart, and the log has it.
+        restart_checkpoints(settings, sessions, "new database initialised")
+    return report
+
+
 def main() -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from backend.flags.errors import ConfigurationError
 
+    restrict_umask()  # the database, its -wal and -shm, and the secrets: owner-only
     try:
-        report = init_db()
+        settings = get_settings()
+        tighten_private_dirs(settings)
+        report = init_db(settings)
     except ConfigurationError as exc:
         print(f"init_db: {exc}", file=sys.stderr)
         return 2
+    except SQLAlchemyError as exc:
+        problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        print(f"init_db: cannot set up the database: {problem}", file=sys.stderr)
+        return 5
     print(f"Database ready: {report.database}")
     if report.flags_added:
         print(f"Seeded {len(report.flags_added)} feature flags: {', '.join(report.flags_added)}")

@@ -9,7 +9,10 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.config import Settings, get_settings
+from backend.core.filemodes import create_private_file, private_dir
 from backend.db.lock_wait import BUSY_TIMEOUT, remember
+
+PG_CONNECT_TIMEOUT = 5  # seconds
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int) -> None:
@@ -36,6 +39,11 @@ def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT, **kwargs: Any) 
         given = {**make_url(url).query, **connect_args}
         if url.startswith("postgresql") and "options" not in given:
             connect_args = {**connect_args, "options": f"-c lock_timeout={busy_ms}"}
+        if url.startswith("postgresql") and "connect_timeout" not in given:
+            # A server that does not answer (a partition, a host that is gone) fails in seconds
+            # instead of the minutes TCP takes to give up: start-up and requests then fall back
+            # on the last-known flag state.
+            connect_args = {**connect_args, "connect_timeout": PG_CONNECT_TIMEOUT}
         new = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
     remember(new, busy_timeout)
     return new
@@ -43,7 +51,9 @@ def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT, **kwargs: Any) 
 
 def engine_for(settings: Settings) -> Engine:
     if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Owner-only before SQLite opens it (its -wal and -shm files copy the file's mode).
+        private_dir(settings.data_dir)
+        create_private_file(settings.sqlite_path)
     return make_engine(settings.effective_database_url, busy_timeout=settings.database_busy_timeout)
 
 

@@ -136,7 +136,9 @@ def save(path: Path, version: int, records: Iterable[FlagRecord]) -> bool:
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(data))
+        # Owner-only, like everything in the data directory, whatever the process umask.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+            fh.write(json.dumps(data))
         os.replace(tmp, path)
     except OSError as exc:
         log.warning("could not write last-known flag state %s: %s", path, exc)

@@ -23,6 +23,7 @@ def test_app_health_is_public_and_complete(client: TestClient) -> None:
     assert body["flags"]["status"] == "healthy"
     assert body["flags_version"] == body["flags"]["version"] >= 1
     assert body["rollback_mode"] is False
+    assert (body["summary"], body["migrations_pending"]) == ("healthy", False)
 
 
 def test_flag_health_is_public_and_complete(client: TestClient) -> None:
@@ -37,6 +38,7 @@ def test_flag_health_is_public_and_complete(client: TestClient) -> None:
     assert body["rollback_mode"] is False
     assert body["pending_restart"] == []
     assert body["error"] is None
+    assert (body["summary"], body["migrations_pending"]) == ("healthy", False)
     assert 0 <= body["seconds_since_sync"] < 5
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 import stat
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.config import Settings
 from backend.db import session as db_session
-from backend.db.init_db import alembic_config, init_db
+from backend.db.init_db import InitReport, alembic_config, init_db
 from backend.db.models import Base
 from backend.db.session import engine_for, session_factory
 from backend.flags import DEFAULT_FLAGS, FlagRuntime
 from backend.flags.audit import verify_chain
 from backend.flags.models import FlagRow, FlagStoreRow
 from backend.security.tokens import Role, authenticate_token
+from tests.postgres import scratch_database
 
 # Every table a model declares (backend.db.models imports them all); migrations must match.
 TABLES = set(Base.metadata.tables)
@@ -112,6 +114,73 @@ def test_a_missing_or_invalid_token_file_gets_a_new_token(
     assert stat.S_IMODE(settings.admin_token_path.stat().st_mode) == 0o600
     with sessions.begin() as s:
         assert authenticate_token(s, new) is not None
+
+
+def test_init_db__valid_admin_token_writable_by_others__kept_and_made_owner_only(
+    settings: Settings, initialized: object
+) -> None:
+    # Given the admin token file left writable by others (degraded sign-in refuses it)
+    token = settings.admin_token_path.read_text()
+    settings.admin_token_path.chmod(0o666)
+
+    # When init_db checks it against the database
+    report = init_db(settings)
+
+    # Then it is kept, and owner-only again
+    assert report.admin_token_created is False
+    assert settings.admin_token_path.read_text() == token
+    assert stat.S_IMODE(settings.admin_token_path.stat().st_mode) == 0o600
+
+
+def init_concurrently(settings: list[Settings]) -> list[InitReport | BaseException]:
+    """init_db from one thread per settings, started together."""
+    results: list[InitReport | BaseException] = []
+    go = threading.Barrier(len(settings))
+
+    def run(s: Settings) -> None:
+        go.wait()
+        try:
+            results.append(init_db(s))
+        except BaseException as exc:  # reported by the test
+            results.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in settings]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    return results
+
+
+def test_init_db__two_at_once_on_one_data_dir__one_migrates_the_other_finds_it_current(
+    settings: Settings,
+) -> None:
+    # When two processes' workers run init_db on a fresh database at the same moment
+    results = init_concurrently([settings, settings])
+
+    # Then the lock lets one migrate and the other finds the schema current
+    assert all(isinstance(r, InitReport) for r in results), results
+    reports = [r for r in results if isinstance(r, InitReport)]
+    assert sorted(r.migrated for r in reports) == [False, True]
+    assert sum(r.admin_user_created for r in reports) == 1
+
+
+def test_init_db__two_instances_on_one_postgres__one_migrates(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    # Given two instances (their own data directories) sharing one PostgreSQL database
+    with scratch_database("pcm_init") as (_name, url):
+        instances = [
+            make_settings(database_url=url, data_dir=tmp_path / f"data{i}") for i in (1, 2)
+        ]
+
+        # When both run init_db at the same moment
+        results = init_concurrently(instances)
+
+    # Then the advisory lock lets one migrate and the other finds the schema current
+    assert all(isinstance(r, InitReport) for r in results), results
+    reports = [r for r in results if isinstance(r, InitReport)]
+    assert sorted(r.migrated for r in reports) == [False, True]
 
 
 # -- migrations -----------------------------------------------------------------------------

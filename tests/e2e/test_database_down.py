@@ -15,15 +15,17 @@ from typing import Any
 
 import httpx
 import pytest
+from alembic import command
 from fastapi.testclient import TestClient
 
 from backend.core.config import Settings
-from backend.db.init_db import init_db
-from backend.db.session import engine_for, session_factory
+from backend.db.init_db import alembic_config, init_db, schema_revisions
+from backend.db.session import engine_for, make_engine, session_factory
 from backend.flags import DEFAULT_FLAGS
+from backend.flags.last_known import saved_version
 from backend.main import create_app
 from backend.security.tokens import Role, create_token
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, free_port
 from tests.postgres import admin_execute, scratch_database
 
 ROLLBACK_VALUES = {d.name: d.rollback_value for d in DEFAULT_FLAGS}
@@ -141,6 +143,128 @@ def test_emergency_rollback_with_the_database_down_is_journaled_served_and_repla
         assert {f["name"]: (f["enabled"], f["source"]) for f in flags} == {
             n: (v, "stored") for n, v in ROLLBACK_VALUES.items()
         }
+
+
+# -- the server started while the database is down ------------------------------------------
+def schema_of(url: str) -> tuple[str, ...]:
+    engine = make_engine(url)
+    try:
+        return schema_revisions(engine)
+    finally:
+        engine.dispose()
+
+
+def downgrade_flag_row_versions(url: str) -> None:
+    """What a deploy whose migration has not run yet finds: the schema without 0006, whose
+    column every flag read uses."""
+    engine = make_engine(url)
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0006@-1")
+    engine.dispose()
+
+
+def test_server_start__database_unreachable__serves_last_known_state_then_migrates_and_replays(
+    server_dirs: Server, pg: Postgres
+) -> None:
+    # Given a server that ran on the database and saved its flag state, one flag disabled
+    started = server_dirs.start({"WORKERS": "2", "DATABASE_URL": pg.url})
+    assert started.returncode == 0, started.stdout + started.stderr
+    server_dirs.env["DATABASE_URL"] = pg.url
+    with server_dirs.client() as c:
+        toggled = c.post(
+            "/api/feature-flags/toggle",
+            json={"flag_name": "xss_protection_enabled", "enabled": False},
+        )
+        assert toggled.status_code == 200, toggled.text
+    version = toggled.json()["version"]
+    state_file = server_dirs.data_dir / "flags_last_known.json"
+    wait_until(lambda: saved_version(state_file) == version, 10, "last-known state saved")
+    assert server_dirs.stop().returncode == 0
+    # ... then a deploy during an outage: new code, its migration not run, the database down
+    head = schema_of(pg.url)
+    downgrade_flag_row_versions(pg.url)
+    assert "0006" in head
+    assert "0006" not in schema_of(pg.url)
+    pg.down()
+
+    # When the server is started
+    degraded = server_dirs.start()
+
+    # Then it answers: unhealthy, on the last-known state, and it takes an emergency rollback
+    assert degraded.returncode == 0, degraded.stdout + degraded.stderr
+    assert "The database is unreachable" in degraded.stdout
+    assert f"DEGRADED: database unreachable, serving last-known state version {version}" in (
+        degraded.stdout
+    )
+    expected = f"database unreachable, serving last-known state version {version}"
+    with httpx.Client(base_url=server_dirs.url, timeout=10) as anon:
+        health = anon.get("/api/health")
+        flags_health = anon.get("/api/feature-flags/health")
+    assert health.status_code == 503
+    assert health.json()["summary"] == f"{expected}, migrations pending"
+    assert health.json()["migrations_pending"] is True
+    assert flags_health.status_code == 503
+    assert flags_health.json()["summary"] == f"{expected}, migrations pending"
+    with server_dirs.client() as c:  # the admin token: its 0600 file vouches for it
+        served = c.get("/api/feature-flags").json()
+        assert (served["version"], served["from_last_known_state"]) == (version, True)
+        assert c.get("/api/feature-flags/xss_protection_enabled").json()["enabled"] is False
+        assert c.get("/api/feature-flags/csrf_tokens_enabled").json()["enabled"] is True
+        r = c.post("/api/feature-flags/emergency-rollback", json={"reason": "outage at deploy"})
+        assert r.status_code == 200, r.text
+        result = r.json()
+        assert (result["verification"], result["record_id"]) == ("journaled", None)
+        assert c.get("/api/feature-flags/csrf_tokens_enabled").json()["enabled"] is False
+        summary = c.get("/api/health").json()["summary"]
+    assert summary == f"{expected}, 1 journaled rollback(s) to replay, migrations pending"
+
+    # When the database answers again
+    pg.up()
+
+    # Then the schema is upgraded (by one worker), the journal replayed, and all is healthy
+    with httpx.Client(base_url=server_dirs.url, timeout=10) as anon:
+        wait_until(lambda: anon.get("/api/health").status_code == 200, 30, "healthy again")
+        body = anon.get("/api/health").json()
+    assert (body["summary"], body["migrations_pending"], body["journaled_rollbacks"]) == (
+        "healthy",
+        False,
+        [],
+    )
+    assert schema_of(pg.url) == head
+    log_text = server_dirs.log_file.read_text()
+    assert log_text.count("Database answers again: schema upgraded from") == 1, log_text
+    assert not (server_dirs.data_dir / "rollback_journal.jsonl").exists()
+    with server_dirs.client() as c:
+        (record,) = journaled_records(c)
+        assert (record["method"], record["feature"]) == ("emergency", "ALL")
+        assert result["journal_id"] in record["trigger"]
+        flags = c.get("/api/feature-flags").json()
+        assert flags["from_last_known_state"] is False
+        assert {f["name"]: (f["enabled"], f["source"]) for f in flags["flags"]} == {
+            n: (v, "stored") for n, v in ROLLBACK_VALUES.items()
+        }
+        assert c.get("/api/feature-flags/audit/verify").json()["ok"] is True
+
+
+def test_server_start__database_unreachable_and_no_last_known_state__refused_clearly(
+    server_dirs: Server,
+) -> None:
+    # Given a fresh machine whose database does not answer (nothing listens on the port)
+    closed = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/pcm"
+
+    # When the server is started
+    result = server_dirs.start({"DATABASE_URL": closed})
+
+    # Then it refuses, saying why and what to do, without a traceback
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "Cannot start: the database is unreachable" in result.stdout
+    assert "no last-known flag state" in result.stdout
+    assert "start the database first" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server_dirs.url}/api/health", timeout=2)
 
 
 # -- the CLI with neither server nor database -----------------------------------------------
