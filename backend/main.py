@@ -18,6 +18,7 @@ from backend.api import (
     errors,
     feature_flags,
     health,
+    limits,
     metrics,
     ofrep,
     prometheus,
@@ -138,6 +139,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     web.install(app)
     # Innermost first: a 500 made by RequestContext still gets the headers of the other two.
+    app.add_middleware(
+        limits.BodyLimits, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
+    )
     app.add_middleware(errors.RequestContext)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(FlagsVersionHeader)

@@ -11,14 +11,13 @@ from pydantic import ValidationError
 
 from backend.api.aws_credentials import CallerDep
 from backend.api.aws_errors import AwsRoute
-from backend.api.deps import MAX_DB_INT, DbDep, Offset, Operator, Viewer
+from backend.api.deps import DbDep, Offset, Operator, RowId, RowIdQuery, Viewer
 from backend.aws import caller as use_cases
 from backend.aws import runs as service
 from backend.aws.schemas import RunRequest
 from backend.aws.tools import CATALOG
 
 router = APIRouter(tags=["aws"], route_class=AwsRoute)
-RunId = Path(ge=1, le=MAX_DB_INT)
 
 
 def catalog() -> dict[str, Any]:
@@ -64,7 +63,7 @@ def list_runs(
 
 
 @router.get("/api/aws/runs/{run_id}")
-def get_run(_: Viewer, db: DbDep, run_id: int = RunId) -> dict[str, Any]:
+def get_run(_: Viewer, db: DbDep, run_id: RowId) -> dict[str, Any]:
     run = service.get_run(db=db, run_id=run_id)
     return {**service.summary(run), "columns": run.columns, "rows": run.rows}
 
@@ -73,7 +72,7 @@ def get_run(_: Viewer, db: DbDep, run_id: int = RunId) -> dict[str, Any]:
 def download_run(
     _: Viewer,
     db: DbDep,
-    run_id: int = RunId,
+    run_id: RowId,
     format: Literal["json", "csv"] = "csv",
 ) -> Response:
     """The run's table as a file: CSV (header first) or JSON."""
@@ -89,7 +88,7 @@ def download_run(
 @router.get("/api/auth/aws-check-credentials")
 def aws_check_credentials(
     caller: CallerDep,
-    provider_id: Annotated[int | None, Query(ge=1, le=MAX_DB_INT)] = None,
+    provider_id: RowIdQuery = None,
 ) -> dict[str, Any]:
     """Whether the caller's stored credentials work (STS GetCallerIdentity)."""
     return use_cases.check_caller_credentials(caller=caller, provider_id=provider_id)

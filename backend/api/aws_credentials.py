@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, Request, Response, status
 
 from backend.api.aws_errors import AwsRoute
-from backend.api.deps import MAX_DB_INT, DbDep, SettingsDep, Viewer
+from backend.api.deps import DbDep, RowId, SettingsDep, Viewer
 from backend.aws import credentials as service
 from backend.aws.caller import AwsCaller, CallerSession, store_caller_credentials
 from backend.aws.errors import CredentialsNotFound
@@ -38,7 +38,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(
     prefix="/api/aws/credentials", tags=["aws"], route_class=AwsRoute, lifespan=lifespan
 )
-ProviderId = Path(ge=1, le=MAX_DB_INT)
 
 
 def get_keys(request: Request) -> KeyRingSource:
@@ -85,15 +84,13 @@ def list_credentials(caller: CallerDep) -> dict[str, Any]:
 
 
 @router.put("/{provider_id}")
-def store_credentials(
-    caller: CallerDep, body: CredentialsIn, provider_id: int = ProviderId
-) -> dict[str, Any]:
+def store_credentials(caller: CallerDep, body: CredentialsIn, provider_id: RowId) -> dict[str, Any]:
     _, info = store_caller_credentials(caller=caller, provider_id=provider_id, body=body)
     return info.as_dict()
 
 
 @router.delete("/{provider_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_credentials(caller: CallerDep, provider_id: int = ProviderId) -> Response:
+def delete_credentials(caller: CallerDep, provider_id: RowId) -> Response:
     with caller.db.begin():
         provider = get_provider(db=caller.db, provider_id=provider_id)
         found = service.delete_credentials(

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, HTTPException, Query, Request, Response, status
+from fastapi import Depends, HTTPException, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -71,9 +71,12 @@ def get_db(sessions: Annotated[sessionmaker[Session], Depends(get_sessions)]) ->
         yield session
 
 
-# Integers past 2**63 - 1 fail in the database driver (a 500); refuse them as bad input.
+# Integers past 2**63 - 1 fail in the database driver (a 500); refuse them as bad input (422).
+# Every integer that reaches a query comes through one of these types.
 MAX_DB_INT = 2**63 - 1
 Offset = Annotated[int, Query(ge=0, le=MAX_DB_INT)]
+RowId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+RowIdQuery = Annotated[int | None, Query(ge=1, le=MAX_DB_INT)]
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RuntimeDep = Annotated[FlagRuntime, Depends(get_runtime)]

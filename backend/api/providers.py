@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Response, status
 
 from backend.api.aws_errors import AwsRoute
-from backend.api.deps import MAX_DB_INT, Admin, DbDep, Viewer
+from backend.api.deps import Admin, DbDep, RowId, Viewer
 from backend.aws import providers as service
 from backend.aws.models import Provider
 from backend.aws.regions import known_regions
 from backend.aws.schemas import ProviderCreate, ProviderUpdate
 
 router = APIRouter(prefix="/api/providers", tags=["providers"], route_class=AwsRoute)
-ProviderId = Path(ge=1, le=MAX_DB_INT)
 
 
 def provider_out(p: Provider) -> dict[str, Any]:
@@ -43,7 +42,7 @@ def list_regions(_: Viewer) -> dict[str, Any]:
 
 
 @router.get("/{provider_id}")
-def get_provider(_: Viewer, db: DbDep, provider_id: int = ProviderId) -> dict[str, Any]:
+def get_provider(_: Viewer, db: DbDep, provider_id: RowId) -> dict[str, Any]:
     return provider_out(service.get_provider(db=db, provider_id=provider_id))
 
 
@@ -56,7 +55,7 @@ def create_provider(_: Admin, db: DbDep, body: ProviderCreate) -> dict[str, Any]
 
 @router.patch("/{provider_id}")
 def update_provider(
-    _: Admin, db: DbDep, body: ProviderUpdate, provider_id: int = ProviderId
+    _: Admin, db: DbDep, body: ProviderUpdate, provider_id: RowId
 ) -> dict[str, Any]:
     with db.begin():
         provider = service.update_provider(db=db, provider_id=provider_id, data=body)
@@ -64,7 +63,7 @@ def update_provider(
 
 
 @router.delete("/{provider_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_provider(_: Admin, db: DbDep, provider_id: int = ProviderId) -> Response:
+def delete_provider(_: Admin, db: DbDep, provider_id: RowId) -> Response:
     with db.begin():
         service.delete_provider(db=db, provider_id=provider_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import func, select
 
-from backend.api.deps import MAX_DB_INT, DbDep, Offset, Viewer
+from backend.api.deps import DbDep, Offset, RowId, Viewer
 from backend.flags.models import RollbackRecord
 from backend.flags.reports import log_entry, record_as_dict
 
@@ -34,9 +34,7 @@ def list_records(
 
 
 @router.get("/{record_id}")
-def get_record(
-    record_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)], _: Viewer, db: DbDep
-) -> dict[str, Any]:
+def get_record(record_id: RowId, _: Viewer, db: DbDep) -> dict[str, Any]:
     row = db.get(RollbackRecord, record_id)
     if row is None:
         raise HTTPException(404, f"no rollback record {record_id}")

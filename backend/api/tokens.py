@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, Field
 
-from backend.api.deps import MAX_DB_INT, Admin, SessionsDep, body_doc, json_body
+from backend.api.deps import Admin, RowId, SessionsDep, body_doc, json_body
 from backend.security.tokens import create_token, list_tokens, revoke_token, token_out
 from backend.security.users import check_role
 
@@ -45,8 +45,6 @@ def create(
 
 
 @router.delete("/{token_id}", summary="Revoke a token (it stops working at once)")
-def revoke(
-    token_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)], _: Admin, sessions: SessionsDep
-) -> dict[str, Any]:
+def revoke(token_id: RowId, _: Admin, sessions: SessionsDep) -> dict[str, Any]:
     with sessions.begin() as s:
         return token_out(revoke_token(s, token_id=token_id))

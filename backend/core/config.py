@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_max_delay: float = Field(default=15 * 60, gt=0)
+    # Request bodies past these limits are refused (413, 422) before any handler parses them.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=32, ge=2, le=1000)
 
     @field_validator("data_dir", "log_dir", "repo_dir")
     @classmethod
