@@ -19,6 +19,7 @@ from backend.api import (
     feature_flags,
     health,
     limits,
+    methods,
     metrics,
     ofrep,
     prometheus,
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_delay=settings.login_max_delay,
     )
     errors.install(app)
+    app.add_exception_handler(405, methods.method_not_allowed)
     for module in (health, feature_flags, rollback_records, providers, auth, aws, metrics):
         app.include_router(module.router)
     for module in (users, tokens, aws_credentials, ofrep, prometheus):

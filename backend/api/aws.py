@@ -12,17 +12,25 @@ from pydantic import ValidationError
 from backend.api.aws_credentials import CallerDep
 from backend.api.aws_errors import AwsRoute
 from backend.api.deps import DbDep, Offset, Operator, RowId, RowIdQuery, Viewer
+from backend.api.responses import AUTHENTICATED, BODY, CONFLICT, NOT_FOUND
 from backend.aws import caller as use_cases
 from backend.aws import runs as service
 from backend.aws.schemas import RunRequest
 from backend.aws.tools import CATALOG
 
-router = APIRouter(tags=["aws"], route_class=AwsRoute)
+router = APIRouter(tags=["aws"], route_class=AwsRoute, responses=AUTHENTICATED)
 
 
 def catalog() -> dict[str, Any]:
     tools = [t.describe() for t in CATALOG.values()]
     return {"tools": tools, "total": len(tools)}
+
+
+# The run's table as a file: CSV by default, JSON with ?format=json.
+DOWNLOAD = {
+    "description": "The run's table as a file",
+    "content": {"text/csv": {"schema": {"type": "string"}}, "application/json": {}},
+}
 
 
 @router.get("/aws/tools")
@@ -36,7 +44,11 @@ def api_tools(_: Viewer) -> dict[str, Any]:
     return catalog()
 
 
-@router.post("/api/aws/tools/{tool_name}/runs", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/api/aws/tools/{tool_name}/runs",
+    status_code=status.HTTP_201_CREATED,
+    responses={**NOT_FOUND, **CONFLICT, **BODY},
+)
 def run_tool(
     who: Operator, caller: CallerDep, body: RunRequest, tool_name: str = Path(max_length=64)
 ) -> dict[str, Any]:
@@ -62,13 +74,13 @@ def list_runs(
     return {"total": total, "items": [service.summary(r) for r in rows]}
 
 
-@router.get("/api/aws/runs/{run_id}")
+@router.get("/api/aws/runs/{run_id}", responses=NOT_FOUND)
 def get_run(_: Viewer, db: DbDep, run_id: RowId) -> dict[str, Any]:
     run = service.get_run(db=db, run_id=run_id)
     return {**service.summary(run), "columns": run.columns, "rows": run.rows}
 
 
-@router.get("/api/aws/runs/{run_id}/download")
+@router.get("/api/aws/runs/{run_id}/download", responses={200: DOWNLOAD, **NOT_FOUND})
 def download_run(
     _: Viewer,
     db: DbDep,
@@ -85,7 +97,7 @@ def download_run(
     return JSONResponse(body, headers=headers)
 
 
-@router.get("/api/auth/aws-check-credentials")
+@router.get("/api/auth/aws-check-credentials", responses={**NOT_FOUND, **CONFLICT})
 def aws_check_credentials(
     caller: CallerDep,
     provider_id: RowIdQuery = None,

@@ -11,8 +11,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.api.deps import RuntimeDep, SessionsDep
+from backend.api.responses import PUBLIC
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=PUBLIC)
 
 
 def database_health(sessions: SessionsDep) -> dict[str, Any]:

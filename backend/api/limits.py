@@ -1,15 +1,16 @@
-"""Request body limits, enforced before any handler parses a body: size (413) and JSON nesting
-depth (422).
+"""Request body limits, enforced before any handler parses a body: size (413), JSON nesting
+depth (422) and UTF-8 encoding (422: JSON is UTF-8, RFC 8259).
 
 The size is checked twice: from `Content-Length` before a byte is read, and by counting the
 bytes that actually arrive (a chunked body has no length). The depth is counted by a scan of
 brackets outside JSON strings as the bytes arrive, so a body nested 50,000 levels deep is
-refused without any parser recursing into it. Form bodies are not scanned for depth (they
-are not JSON); their size is limited like any other.
+refused without any parser recursing into it. Every body but a form is read as JSON by its
+route, so each is scanned and decoded as it arrives; form bodies are only limited in size.
 """
 
 from __future__ import annotations
 
+import codecs
 import re
 from http import HTTPStatus
 
@@ -41,6 +42,30 @@ class BodyTooDeep(HTTPException):
             HTTPStatus.UNPROCESSABLE_ENTITY,
             f"the JSON body nests arrays/objects deeper than {limit} levels",
         )
+
+
+class BodyNotUtf8(HTTPException):
+    """The body is not UTF-8, so it cannot be JSON."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            HTTPStatus.UNPROCESSABLE_ENTITY, "the request body is not valid UTF-8 (JSON must be)"
+        )
+
+
+class JsonScan:
+    """Depth and encoding of a JSON body fed in pieces."""
+
+    def __init__(self, max_depth: int) -> None:
+        self.depth = DepthScan(max_depth)
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+
+    def feed(self, chunk: bytes, *, last: bool) -> None:
+        try:
+            self.decoder.decode(chunk, final=last)
+        except UnicodeDecodeError:
+            raise BodyNotUtf8() from None
+        self.depth.feed(chunk)
 
 
 class DepthScan:
@@ -101,7 +126,7 @@ class BodyLimits:
             await self._refuse(scope, receive, send, BodyTooLarge(self.max_bytes))
             return
         content_type = (_header(scope, b"content-type") or b"").lower()
-        scan = None if content_type.startswith(_FORM_TYPES) else DepthScan(self.max_depth)
+        scan = None if content_type.startswith(_FORM_TYPES) else JsonScan(self.max_depth)
         received = 0
         started = False
 
@@ -114,7 +139,7 @@ class BodyLimits:
                 if received > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
                 if scan is not None:
-                    scan.feed(chunk)
+                    scan.feed(chunk, last=not message.get("more_body", False))
             return message
 
         async def watched(message: Message) -> None:
@@ -125,7 +150,7 @@ class BodyLimits:
 
         try:
             await self.app(scope, limited, watched)
-        except (BodyTooLarge, BodyTooDeep) as exc:
+        except (BodyTooLarge, BodyTooDeep, BodyNotUtf8) as exc:
             # Raised where no exception handler stood (outside a route): answer here.
             if started:
                 raise

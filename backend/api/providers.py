@@ -8,12 +8,15 @@ from fastapi import APIRouter, Response, status
 
 from backend.api.aws_errors import AwsRoute
 from backend.api.deps import Admin, DbDep, RowId, Viewer
+from backend.api.responses import AUTHENTICATED, BODY, CONFLICT, NOT_FOUND
 from backend.aws import providers as service
 from backend.aws.models import Provider
 from backend.aws.regions import known_regions
 from backend.aws.schemas import ProviderCreate, ProviderUpdate
 
-router = APIRouter(prefix="/api/providers", tags=["providers"], route_class=AwsRoute)
+router = APIRouter(
+    prefix="/api/providers", tags=["providers"], route_class=AwsRoute, responses=AUTHENTICATED
+)
 
 
 def provider_out(p: Provider) -> dict[str, Any]:
@@ -41,19 +44,19 @@ def list_regions(_: Viewer) -> dict[str, Any]:
     return {"regions": sorted(known_regions())}
 
 
-@router.get("/{provider_id}")
+@router.get("/{provider_id:int}", responses=NOT_FOUND)
 def get_provider(_: Viewer, db: DbDep, provider_id: RowId) -> dict[str, Any]:
     return provider_out(service.get_provider(db=db, provider_id=provider_id))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses={**CONFLICT, **BODY})
 def create_provider(_: Admin, db: DbDep, body: ProviderCreate) -> dict[str, Any]:
     with db.begin():
         provider = service.create_provider(db=db, data=body)
     return provider_out(provider)
 
 
-@router.patch("/{provider_id}")
+@router.patch("/{provider_id:int}", responses={**NOT_FOUND, **CONFLICT, **BODY})
 def update_provider(
     _: Admin, db: DbDep, body: ProviderUpdate, provider_id: RowId
 ) -> dict[str, Any]:
@@ -62,7 +65,7 @@ def update_provider(
     return provider_out(provider)
 
 
-@router.delete("/{provider_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{provider_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
 def delete_provider(_: Admin, db: DbDep, provider_id: RowId) -> Response:
     with db.begin():
         service.delete_provider(db=db, provider_id=provider_id)

@@ -8,10 +8,13 @@ from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import func, select
 
 from backend.api.deps import DbDep, Offset, RowId, Viewer
+from backend.api.responses import AUTHENTICATED, NOT_FOUND
 from backend.flags.models import RollbackRecord
 from backend.flags.reports import log_entry, record_as_dict
 
-router = APIRouter(prefix="/api/rollback-records", tags=["rollback records"])
+router = APIRouter(
+    prefix="/api/rollback-records", tags=["rollback records"], responses=AUTHENTICATED
+)
 
 
 def record_out(r: RollbackRecord) -> dict[str, Any]:
@@ -33,7 +36,7 @@ def list_records(
     return {"total": total, "items": [record_out(r) for r in rows]}
 
 
-@router.get("/{record_id}")
+@router.get("/{record_id}", responses=NOT_FOUND)
 def get_record(record_id: RowId, _: Viewer, db: DbDep) -> dict[str, Any]:
     row = db.get(RollbackRecord, record_id)
     if row is None:

@@ -7,23 +7,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, status
 from pydantic import BaseModel, Field
 
-from backend.api.deps import Admin, SessionsDep, body_doc, json_body
+from backend.api.deps import Admin, RoleName, SessionsDep, body_doc, json_body
+from backend.api.responses import AUTHENTICATED, BODY, CONFLICT, NOT_FOUND
 from backend.security import users
 
-router = APIRouter(prefix="/api/users", tags=["users"])
+router = APIRouter(prefix="/api/users", tags=["users"], responses=AUTHENTICATED)
 Username = Annotated[str, Path(max_length=64)]
 
 
 class UserCreate(BaseModel):
     username: str = Field(min_length=1, max_length=64)
-    role: str = Field(description="viewer, operator or admin")
+    role: RoleName = Field(description="viewer, operator or admin")
     password: str | None = Field(
         default=None, max_length=1024, description="omitted: one is generated and returned once"
     )
 
 
 class UserChange(BaseModel):
-    role: str | None = None
+    role: RoleName | None = None
     disabled: bool | None = None
     password: str | None = Field(default=None, max_length=1024)
 
@@ -39,6 +40,7 @@ def list_users(_: Admin, sessions: SessionsDep) -> dict[str, Any]:
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Add a user",
+    responses={**CONFLICT, **BODY},
     openapi_extra=body_doc(UserCreate),
 )
 def create_user(
@@ -57,6 +59,7 @@ def create_user(
 
 @router.patch(
     "/{username}",
+    responses={**NOT_FOUND, **CONFLICT, **BODY},
     summary="Change a user's role, password or disabled state (ends sessions)",
     openapi_extra=body_doc(UserChange),
 )

@@ -11,12 +11,19 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
-from backend.aws.regions import check_region
+from backend.aws.regions import check_region, known_regions
 
-Region = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(check_region)]
+# The schema lists the regions botocore knows, so the OpenAPI document says what is accepted.
+Region = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True),
+    AfterValidator(check_region),
+    WithJsonSchema({"type": "string", "enum": sorted(known_regions())}),
+]
 ProviderName = Annotated[
     str,
     StringConstraints(
@@ -86,7 +93,8 @@ class CredentialsIn(_Strict):
 
 
 class RunRequest(_Strict):
-    provider_id: Annotated[int, Field(ge=1, le=2**63 - 1)]
+    # The API's largest id (backend.api.deps.MAX_DB_INT): exact as a double, below 2**63.
+    provider_id: Annotated[int, Field(ge=1, le=2**63 - 1024)]
     regions: Regions | None = Field(
         default=None, description="regions to scan; the provider's regions when omitted"
     )

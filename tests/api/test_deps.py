@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from backend.api.deps import MAX_DB_INT
+
 HUGE = "99999999999999999999999"
 Headers = dict[str, str]
 
@@ -22,7 +24,7 @@ Headers = dict[str, str]
         f"/records/{HUGE}",
         f"/tools/runs/{HUGE}",
         f"/providers/{HUGE}/edit",
-        f"/records/{2**63}",
+        f"/records/{MAX_DB_INT + 1}",
         "/records/0",
         "/api/rollback-records/-1",
     ],
@@ -51,5 +53,5 @@ def test_change__id_out_of_the_database_range__422(
 
 
 def test_record_page__largest_database_id__404(client: TestClient, admin_headers: Headers) -> None:
-    r = client.get(f"/records/{2**63 - 1}", headers=admin_headers)
+    r = client.get(f"/records/{MAX_DB_INT}", headers=admin_headers)
     assert r.status_code == 404

@@ -90,6 +90,18 @@ def test_ofrep__context_nested_within_the_limit__evaluates(
     assert r.json()["value"] is True
 
 
+@pytest.mark.parametrize("path", JSON_ENDPOINTS)
+@pytest.mark.parametrize("body", [b"\xa5", b'{"flag": "\xff\xfe"}', b'{"a": "\xc3'])
+def test_json_endpoint__body_not_utf8__422(
+    any_client: TestClient, admin_headers: Headers, path: str, body: bytes
+) -> None:
+    r = any_client.post(
+        path, headers={**admin_headers, "Content-Type": "application/json"}, content=body
+    )
+    assert r.status_code == 422, r.text
+    assert "not valid UTF-8" in r.text
+
+
 def test_form_page__body_past_the_limit__413(client: TestClient) -> None:
     r = client.post("/login", data={"username": "ada", "password": "x" * (2 * MIB)})
     assert r.status_code == 413
