@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from backend.api.aws_credentials import CallerDep
 from backend.api.aws_errors import AwsRoute
-from backend.api.deps import DbDep, Offset, Operator, RowId, RowIdQuery, Viewer
+from backend.api.deps import DbDep, Offset, Operator, RowId, RowIdQuery, Viewer, body_doc, json_body
 from backend.api.responses import AUTHENTICATED, BODY, CONFLICT, NOT_FOUND
 from backend.aws import caller as use_cases
 from backend.aws import runs as service
@@ -48,9 +48,13 @@ def api_tools(_: Viewer) -> dict[str, Any]:
     "/api/aws/tools/{tool_name}/runs",
     status_code=status.HTTP_201_CREATED,
     responses={**NOT_FOUND, **CONFLICT, **BODY},
+    openapi_extra=body_doc(RunRequest),
 )
 def run_tool(
-    who: Operator, caller: CallerDep, body: RunRequest, tool_name: str = Path(max_length=64)
+    who: Operator,
+    caller: CallerDep,
+    body: Annotated[RunRequest, Depends(json_body(RunRequest))],
+    tool_name: str = Path(max_length=64),
 ) -> dict[str, Any]:
     """Run a tool with the caller's credentials for the provider; the run is recorded."""
     try:

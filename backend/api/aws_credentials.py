@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request, Response, status
 
 from backend.api.aws_errors import AwsRoute
-from backend.api.deps import DbDep, RowId, SettingsDep, Viewer
+from backend.api.deps import DbDep, RowId, SettingsDep, Viewer, body_doc, json_body
 from backend.api.responses import AUTHENTICATED, BODY, CONFLICT, NOT_FOUND
 from backend.aws import credentials as service
 from backend.aws.caller import AwsCaller, CallerSession, store_caller_credentials
@@ -88,8 +88,16 @@ def list_credentials(caller: CallerDep) -> dict[str, Any]:
     }
 
 
-@router.put("/{provider_id}", responses={**NOT_FOUND, **CONFLICT, **BODY})
-def store_credentials(caller: CallerDep, body: CredentialsIn, provider_id: RowId) -> dict[str, Any]:
+@router.put(
+    "/{provider_id}",
+    responses={**NOT_FOUND, **CONFLICT, **BODY},
+    openapi_extra=body_doc(CredentialsIn),
+)
+def store_credentials(
+    caller: CallerDep,
+    body: Annotated[CredentialsIn, Depends(json_body(CredentialsIn))],
+    provider_id: RowId,
+) -> dict[str, Any]:
     _, info = store_caller_credentials(caller=caller, provider_id=provider_id, body=body)
     return info.as_dict()
 

@@ -73,9 +73,9 @@ def get_db(sessions: Annotated[sessionmaker[Session], Depends(get_sessions)]) ->
 
 # Integers past 2**63 - 1 fail in the database driver (a 500); refuse them as bad input (422).
 # Every integer that reaches a query comes through one of these types. The bound is the largest
-# integer below 2**63 that a double holds exactly, so that tools reading the OpenAPI document's
-# bounds as floats (schemathesis) agree with the server on what is in range.
-MAX_DB_INT = 2**63 - 1024
+# integer every JSON client holds exactly (a double's 2**53 - 1, JavaScript's MAX_SAFE_INTEGER),
+# so that tools reading the OpenAPI document's bounds as floats agree on what is in range.
+MAX_DB_INT = 2**53 - 1
 Offset = Annotated[int, Query(ge=0, le=MAX_DB_INT)]
 RowId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
 RowIdQuery = Annotated[int | None, Query(ge=1, le=MAX_DB_INT)]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from backend.api.aws_errors import AwsRoute
-from backend.api.deps import Admin, DbDep, RowId, Viewer
+from backend.api.deps import Admin, DbDep, RowId, Viewer, body_doc, json_body
 from backend.api.responses import AUTHENTICATED, BODY, CONFLICT, NOT_FOUND
 from backend.aws import providers as service
 from backend.aws.models import Provider
@@ -49,16 +49,30 @@ def get_provider(_: Viewer, db: DbDep, provider_id: RowId) -> dict[str, Any]:
     return provider_out(service.get_provider(db=db, provider_id=provider_id))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses={**CONFLICT, **BODY})
-def create_provider(_: Admin, db: DbDep, body: ProviderCreate) -> dict[str, Any]:
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={**CONFLICT, **BODY},
+    openapi_extra=body_doc(ProviderCreate),
+)
+def create_provider(
+    _: Admin, db: DbDep, body: Annotated[ProviderCreate, Depends(json_body(ProviderCreate))]
+) -> dict[str, Any]:
     with db.begin():
         provider = service.create_provider(db=db, data=body)
     return provider_out(provider)
 
 
-@router.patch("/{provider_id:int}", responses={**NOT_FOUND, **CONFLICT, **BODY})
+@router.patch(
+    "/{provider_id:int}",
+    responses={**NOT_FOUND, **CONFLICT, **BODY},
+    openapi_extra=body_doc(ProviderUpdate),
+)
 def update_provider(
-    _: Admin, db: DbDep, body: ProviderUpdate, provider_id: RowId
+    _: Admin,
+    db: DbDep,
+    body: Annotated[ProviderUpdate, Depends(json_body(ProviderUpdate))],
+    provider_id: RowId,
 ) -> dict[str, Any]:
     with db.begin():
         provider = service.update_provider(db=db, provider_id=provider_id, data=body)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -92,9 +93,14 @@ class CredentialsIn(_Strict):
     ) = None
 
 
+def _whole_number(value: Any) -> Any:
+    """JSON's 7.0 is the integer 7 (JSON Schema agrees); strict parsing would refuse it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class RunRequest(_Strict):
     # The API's largest id (backend.api.deps.MAX_DB_INT): exact as a double, below 2**63.
-    provider_id: Annotated[int, Field(ge=1, le=2**63 - 1024)]
+    provider_id: Annotated[int, Field(ge=1, le=2**53 - 1), BeforeValidator(_whole_number)]
     regions: Regions | None = Field(
         default=None, description="regions to scan; the provider's regions when omitted"
     )

@@ -21,3 +21,11 @@ def test_undeclared_method__405_with_every_method_of_the_path(
     r = client.request(method, path, headers=admin_headers)
     assert r.status_code == 405
     assert r.headers["allow"] == allow
+
+
+def test_undeclared_method__literal_path_shadowing_a_parameter__allow_names_the_literal_route(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    # GET /api/feature-flags/{name} also matches "toggle", but the path is POST /toggle's.
+    r = client.request("OPTIONS", "/api/feature-flags/toggle", headers=admin_headers)
+    assert (r.status_code, r.headers["allow"]) == (405, "POST")
