@@ -161,14 +161,18 @@ def emergency_round(crashes: Crashes, rng: random.Random) -> None:
         before = flag_values(http)
         records = http.get("/api/rollback-records").json()["total"]
     answer: list[httpx.Response] = []
+    connected = threading.Event()
 
     def rollback() -> None:
         with contextlib.suppress(httpx.HTTPError), crashes.client() as http:
+            http.get("/api/health")  # the connection is open: the kill is timed from the POST
+            connected.set()
             answer.append(http.post("/api/feature-flags/emergency-rollback", json={}))
 
     thread = threading.Thread(target=rollback)
     thread.start()
-    time.sleep(rng.uniform(0.0, 0.06))
+    connected.wait(timeout=30)
+    time.sleep(rng.uniform(0.0, 0.1))
     crashes.kill()
     crashes.start()
     thread.join(timeout=30)
