@@ -20,6 +20,8 @@ from backend.api import (
     errors,
     feature_flags,
     health,
+    limits,
+    methods,
     metrics,
     ofrep,
     prometheus,
@@ -157,12 +159,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_delay=settings.login_max_delay,
     )
     errors.install(app)
+    app.add_exception_handler(405, methods.method_not_allowed)
     for module in (health, feature_flags, rollback_records, providers, auth, aws, metrics):
         app.include_router(module.router)
     for module in (users, tokens, aws_credentials, ofrep, prometheus):
         app.include_router(module.router)
     web.install(app)
     # Innermost first: a 500 made by RequestContext still gets the headers of the other two.
+    app.add_middleware(
+        limits.BodyLimits, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
+    )
     app.add_middleware(errors.RequestContext)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(FlagsVersionHeader)

@@ -20,11 +20,12 @@ from backend.api.deps import (
     json_body,
     set_session_cookie,
 )
+from backend.api.responses import AUTHENTICATED, BODY, errors
 from backend.security.signin import INVALID_CREDENTIALS, SignedIn, sign_in
 from backend.security.throttle import Throttle
 from backend.security.tokens import Principal
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = APIRouter(prefix="/api/auth", tags=["auth"], responses=AUTHENTICATED)
 
 
 class LoginRequest(BaseModel):
@@ -68,7 +69,10 @@ def me_out(who: Principal, request: Request) -> dict[str, Any]:
 
 
 @router.post(
-    "/login", summary="Sign in; sets the session cookie", openapi_extra=body_doc(LoginRequest)
+    "/login",
+    summary="Sign in; sets the session cookie",
+    openapi_extra=body_doc(LoginRequest),
+    responses=errors(413, 429),
 )
 async def login(
     request: Request,
@@ -134,6 +138,7 @@ def preferences(who: Viewer, store: SessionStoreDep) -> dict[str, Any]:
 
 @router.post(
     "/preferences",
+    responses=BODY,
     summary="Set one UI preference in the session (a session update, see SessionStore.update)",
     openapi_extra=body_doc(PreferenceSet),
 )
@@ -144,7 +149,8 @@ def set_preference(
 ) -> dict[str, Any]:
     if who.session_id is None:
         raise HTTPException(
-            status.HTTP_400_BAD_REQUEST, "preferences belong to a signed-in session"
+            status.HTTP_403_FORBIDDEN,
+            "preferences belong to a signed-in session; API tokens have none",
         )
 
     def put(data: dict[str, Any]) -> None:

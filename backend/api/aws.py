@@ -4,26 +4,33 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from backend.api.aws_credentials import CallerDep
 from backend.api.aws_errors import AwsRoute
-from backend.api.deps import MAX_DB_INT, DbDep, Offset, Operator, Viewer
+from backend.api.deps import DbDep, Offset, Operator, RowId, RowIdQuery, Viewer, body_doc, json_body
+from backend.api.responses import AUTHENTICATED, BODY, CONFLICT, NOT_FOUND
 from backend.aws import caller as use_cases
 from backend.aws import runs as service
 from backend.aws.schemas import RunRequest
 from backend.aws.tools import CATALOG
 
-router = APIRouter(tags=["aws"], route_class=AwsRoute)
-RunId = Path(ge=1, le=MAX_DB_INT)
+router = APIRouter(tags=["aws"], route_class=AwsRoute, responses=AUTHENTICATED)
 
 
 def catalog() -> dict[str, Any]:
     tools = [t.describe() for t in CATALOG.values()]
     return {"tools": tools, "total": len(tools)}
+
+
+# The run's table as a file: CSV by default, JSON with ?format=json.
+DOWNLOAD = {
+    "description": "The run's table as a file",
+    "content": {"text/csv": {"schema": {"type": "string"}}, "application/json": {}},
+}
 
 
 @router.get("/aws/tools")
@@ -37,9 +44,17 @@ def api_tools(_: Viewer) -> dict[str, Any]:
     return catalog()
 
 
-@router.post("/api/aws/tools/{tool_name}/runs", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/api/aws/tools/{tool_name}/runs",
+    status_code=status.HTTP_201_CREATED,
+    responses={**NOT_FOUND, **CONFLICT, **BODY},
+    openapi_extra=body_doc(RunRequest),
+)
 def run_tool(
-    who: Operator, caller: CallerDep, body: RunRequest, tool_name: str = Path(max_length=64)
+    who: Operator,
+    caller: CallerDep,
+    body: Annotated[RunRequest, Depends(json_body(RunRequest))],
+    tool_name: str = Path(max_length=64),
 ) -> dict[str, Any]:
     """Run a tool with the caller's credentials for the provider; the run is recorded."""
     try:
@@ -63,17 +78,17 @@ def list_runs(
     return {"total": total, "items": [service.summary(r) for r in rows]}
 
 
-@router.get("/api/aws/runs/{run_id}")
-def get_run(_: Viewer, db: DbDep, run_id: int = RunId) -> dict[str, Any]:
+@router.get("/api/aws/runs/{run_id}", responses=NOT_FOUND)
+def get_run(_: Viewer, db: DbDep, run_id: RowId) -> dict[str, Any]:
     run = service.get_run(db=db, run_id=run_id)
     return {**service.summary(run), "columns": run.columns, "rows": run.rows}
 
 
-@router.get("/api/aws/runs/{run_id}/download")
+@router.get("/api/aws/runs/{run_id}/download", responses={200: DOWNLOAD, **NOT_FOUND})
 def download_run(
     _: Viewer,
     db: DbDep,
-    run_id: int = RunId,
+    run_id: RowId,
     format: Literal["json", "csv"] = "csv",
 ) -> Response:
     """The run's table as a file: CSV (header first) or JSON."""
@@ -86,10 +101,10 @@ def download_run(
     return JSONResponse(body, headers=headers)
 
 
-@router.get("/api/auth/aws-check-credentials")
+@router.get("/api/auth/aws-check-credentials", responses={**NOT_FOUND, **CONFLICT})
 def aws_check_credentials(
     caller: CallerDep,
-    provider_id: Annotated[int | None, Query(ge=1, le=MAX_DB_INT)] = None,
+    provider_id: RowIdQuery = None,
 ) -> dict[str, Any]:
     """Whether the caller's stored credentials work (STS GetCallerIdentity)."""
     return use_cases.check_caller_credentials(caller=caller, provider_id=provider_id)

@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, Request, Response, status
 
 from backend.api.aws_errors import AwsRoute
-from backend.api.deps import MAX_DB_INT, DbDep, SettingsDep, Viewer
+from backend.api.deps import DbDep, RowId, SettingsDep, Viewer, body_doc, json_body
+from backend.api.responses import AUTHENTICATED, BODY, CONFLICT, NOT_FOUND
 from backend.aws import credentials as service
 from backend.aws.caller import AwsCaller, CallerSession, store_caller_credentials
 from backend.aws.errors import CredentialsNotFound
@@ -36,9 +37,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 router = APIRouter(
-    prefix="/api/aws/credentials", tags=["aws"], route_class=AwsRoute, lifespan=lifespan
+    prefix="/api/aws/credentials",
+    tags=["aws"],
+    route_class=AwsRoute,
+    lifespan=lifespan,
+    responses=AUTHENTICATED,
 )
-ProviderId = Path(ge=1, le=MAX_DB_INT)
 
 
 def get_keys(request: Request) -> KeyRingSource:
@@ -84,16 +88,22 @@ def list_credentials(caller: CallerDep) -> dict[str, Any]:
     }
 
 
-@router.put("/{provider_id}")
+@router.put(
+    "/{provider_id}",
+    responses={**NOT_FOUND, **CONFLICT, **BODY},
+    openapi_extra=body_doc(CredentialsIn),
+)
 def store_credentials(
-    caller: CallerDep, body: CredentialsIn, provider_id: int = ProviderId
+    caller: CallerDep,
+    body: Annotated[CredentialsIn, Depends(json_body(CredentialsIn))],
+    provider_id: RowId,
 ) -> dict[str, Any]:
     _, info = store_caller_credentials(caller=caller, provider_id=provider_id, body=body)
     return info.as_dict()
 
 
-@router.delete("/{provider_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_credentials(caller: CallerDep, provider_id: int = ProviderId) -> Response:
+@router.delete("/{provider_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+def delete_credentials(caller: CallerDep, provider_id: RowId) -> Response:
     with caller.db.begin():
         provider = get_provider(db=caller.db, provider_id=provider_id)
         found = service.delete_credentials(

@@ -15,10 +15,10 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, HTTPException, Query, Request, Response, status
+from fastapi import Depends, HTTPException, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, WithJsonSchema
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -71,9 +71,17 @@ def get_db(sessions: Annotated[sessionmaker[Session], Depends(get_sessions)]) ->
         yield session
 
 
-# Integers past 2**63 - 1 fail in the database driver (a 500); refuse them as bad input.
-MAX_DB_INT = 2**63 - 1
+# Integers past 2**63 - 1 fail in the database driver (a 500); refuse them as bad input (422).
+# Every integer that reaches a query comes through one of these types. The bound is the largest
+# integer every JSON client holds exactly (a double's 2**53 - 1, JavaScript's MAX_SAFE_INTEGER),
+# so that tools reading the OpenAPI document's bounds as floats agree on what is in range.
+MAX_DB_INT = 2**53 - 1
 Offset = Annotated[int, Query(ge=0, le=MAX_DB_INT)]
+RowId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+RowIdQuery = Annotated[int | None, Query(ge=1, le=MAX_DB_INT)]
+
+# A role name, documented with its values (checked, with a clear message, by the service).
+RoleName = Annotated[str, WithJsonSchema({"type": "string", "enum": [r.value for r in Role]})]
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RuntimeDep = Annotated[FlagRuntime, Depends(get_runtime)]
@@ -326,5 +334,7 @@ def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
 
 def body_doc(model: type[BaseModel]) -> dict[str, Any]:
     """`openapi_extra` documenting a body parsed by `json_body`."""
-    schema = model.model_json_schema()
+    # The strict variant: unknown fields are refused (pydantic_v2_schemas is on by default).
+    schema = strict_variant(model).model_json_schema()
+    schema["title"] = model.__name__
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.flags import FlagError, FlagNotFound, FlagStoreUnavailable, RollbackModeActive
@@ -258,6 +259,15 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, tagged)
+        except ClientDisconnect:
+            # The client went away before its request was read: nothing to answer, and not a
+            # server error (the metrics count it as 499, not 5xx).
+            log.info(
+                "request %s %s %s: client disconnected",
+                request_id,
+                scope.get("method", ""),
+                scope.get("path", ""),
+            )
         except Exception:
             log.exception(
                 "request %s %s %s: unhandled exception",

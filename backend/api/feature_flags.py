@@ -11,11 +11,12 @@ from sqlalchemy import func, select
 
 from backend.api import health
 from backend.api.deps import DbDep, Offset, Operator, RuntimeDep, Viewer, body_doc, json_body
+from backend.api.responses import AUTHENTICATED, BODY, CONFLICT, NOT_FOUND
 from backend.flags import FlagState, current
 from backend.flags.audit import event_as_dict, verify_chain
 from backend.flags.models import AuditEvent
 
-router = APIRouter(prefix="/api/feature-flags", tags=["feature flags"])
+router = APIRouter(prefix="/api/feature-flags", tags=["feature flags"], responses=AUTHENTICATED)
 
 
 class ToggleRequest(BaseModel):
@@ -88,7 +89,12 @@ def audit_verify(_: Viewer, db: DbDep) -> dict[str, object]:
     return verify_chain(db).as_dict()
 
 
-@router.post("/toggle", summary="Enable or disable one flag", openapi_extra=body_doc(ToggleRequest))
+@router.post(
+    "/toggle",
+    summary="Enable or disable one flag",
+    openapi_extra=body_doc(ToggleRequest),
+    responses={**NOT_FOUND, **CONFLICT, **BODY},
+)
 def toggle(
     who: Operator,  # first: an anonymous caller gets 401 before the body is looked at
     runtime: RuntimeDep,
@@ -108,7 +114,11 @@ def toggle(
     }
 
 
-@router.post("/emergency-rollback", summary="Every flag to its rollback value, at once")
+@router.post(
+    "/emergency-rollback",
+    summary="Every flag to its rollback value, at once",
+    responses={**CONFLICT, **BODY},
+)
 def emergency_rollback(
     runtime: RuntimeDep,
     who: Operator,
@@ -118,12 +128,14 @@ def emergency_rollback(
     return runtime.rollback(None, actor=who.name, method="emergency", reason=reason).as_dict()
 
 
-@router.get("/{name}", summary="One flag")
+@router.get("/{name}", summary="One flag", responses=NOT_FOUND)
 def get_flag(name: str, runtime: RuntimeDep, _: Viewer) -> dict[str, Any]:
     return flag_out(runtime.get(name))
 
 
-@router.get("/{name}/history", summary="Audit events of one flag, newest first")
+@router.get(
+    "/{name}/history", summary="Audit events of one flag, newest first", responses=NOT_FOUND
+)
 def history(
     name: str,
     runtime: RuntimeDep,
@@ -145,7 +157,11 @@ def history(
     }
 
 
-@router.post("/{name}/rollback", summary="One flag to its rollback value, with a record")
+@router.post(
+    "/{name}/rollback",
+    summary="One flag to its rollback value, with a record",
+    responses={**NOT_FOUND, **CONFLICT, **BODY},
+)
 def rollback_flag(
     name: str,
     runtime: RuntimeDep,

@@ -11,9 +11,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.api.deps import RuntimeDep, SessionsDep
+from backend.api.responses import PUBLIC
 from backend.db.outage import PendingInit
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=PUBLIC)
 
 
 def summary(flags: dict[str, Any], *, database_ok: bool) -> str:

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from backend.api.deps import DbDep, Viewer
+from backend.api.responses import AUTHENTICATED
 from backend.flags.models import AuditEvent
 from backend.metrics.recorder import timeline
 
-router = APIRouter(prefix="/api/metrics", tags=["metrics"])
+router = APIRouter(prefix="/api/metrics", tags=["metrics"], responses=AUTHENTICATED)
 
 
 @router.get("/timeline")

@@ -21,9 +21,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from backend.api.deps import Viewer
+from backend.api.responses import AUTHENTICATED, BODY, error
 from backend.flags import FlagState, Snapshot, current
 
-router = APIRouter(prefix="/ofrep/v1", tags=["OpenFeature (OFREP)"])
+router = APIRouter(prefix="/ofrep/v1", tags=["OpenFeature (OFREP)"], responses=AUTHENTICATED)
 
 NAME = "pcm-ops-tools"
 MIN_POLLING_MS = 1000
@@ -71,7 +72,15 @@ async def _request_error(request: Request) -> tuple[str, str] | None:
     return None
 
 
-@router.post("/evaluate/flags/{key}", summary="Evaluate one flag (OFREP core)")
+@router.post(
+    "/evaluate/flags/{key}",
+    summary="Evaluate one flag (OFREP core)",
+    responses={
+        400: error(400, "OFREP PARSE_ERROR or INVALID_CONTEXT (errorCode, errorDetails)"),
+        404: error(404, "OFREP FLAG_NOT_FOUND (errorCode, errorDetails)"),
+        **BODY,
+    },
+)
 async def evaluate_flag(key: str, request: Request, _: Viewer) -> JSONResponse:
     problem = await _request_error(request)
     if problem is not None:
@@ -89,7 +98,15 @@ async def evaluate_flag(key: str, request: Request, _: Viewer) -> JSONResponse:
     return JSONResponse(evaluation(state, snap))
 
 
-@router.post("/evaluate/flags", summary="Evaluate every flag (OFREP core), with ETag")
+@router.post(
+    "/evaluate/flags",
+    summary="Evaluate every flag (OFREP core), with ETag",
+    responses={
+        304: {"description": "Not modified since the ETag sent in If-None-Match"},
+        400: error(400, "OFREP PARSE_ERROR or INVALID_CONTEXT (errorCode, errorDetails)"),
+        **BODY,
+    },
+)
 async def evaluate_flags(request: Request, _: Viewer) -> Response:
     problem = await _request_error(request)
     if problem is not None:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from backend.api.aws_errors import AwsRoute
-from backend.api.deps import MAX_DB_INT, Admin, DbDep, Viewer
+from backend.api.deps import Admin, DbDep, RowId, Viewer, body_doc, json_body
+from backend.api.responses import AUTHENTICATED, BODY, CONFLICT, NOT_FOUND
 from backend.aws import providers as service
 from backend.aws.models import Provider
 from backend.aws.regions import known_regions
 from backend.aws.schemas import ProviderCreate, ProviderUpdate
 
-router = APIRouter(prefix="/api/providers", tags=["providers"], route_class=AwsRoute)
-ProviderId = Path(ge=1, le=MAX_DB_INT)
+router = APIRouter(
+    prefix="/api/providers", tags=["providers"], route_class=AwsRoute, responses=AUTHENTICATED
+)
 
 
 def provider_out(p: Provider) -> dict[str, Any]:
@@ -42,29 +44,43 @@ def list_regions(_: Viewer) -> dict[str, Any]:
     return {"regions": sorted(known_regions())}
 
 
-@router.get("/{provider_id}")
-def get_provider(_: Viewer, db: DbDep, provider_id: int = ProviderId) -> dict[str, Any]:
+@router.get("/{provider_id:int}", responses=NOT_FOUND)
+def get_provider(_: Viewer, db: DbDep, provider_id: RowId) -> dict[str, Any]:
     return provider_out(service.get_provider(db=db, provider_id=provider_id))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-def create_provider(_: Admin, db: DbDep, body: ProviderCreate) -> dict[str, Any]:
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={**CONFLICT, **BODY},
+    openapi_extra=body_doc(ProviderCreate),
+)
+def create_provider(
+    _: Admin, db: DbDep, body: Annotated[ProviderCreate, Depends(json_body(ProviderCreate))]
+) -> dict[str, Any]:
     with db.begin():
         provider = service.create_provider(db=db, data=body)
     return provider_out(provider)
 
 
-@router.patch("/{provider_id}")
+@router.patch(
+    "/{provider_id:int}",
+    responses={**NOT_FOUND, **CONFLICT, **BODY},
+    openapi_extra=body_doc(ProviderUpdate),
+)
 def update_provider(
-    _: Admin, db: DbDep, body: ProviderUpdate, provider_id: int = ProviderId
+    _: Admin,
+    db: DbDep,
+    body: Annotated[ProviderUpdate, Depends(json_body(ProviderUpdate))],
+    provider_id: RowId,
 ) -> dict[str, Any]:
     with db.begin():
         provider = service.update_provider(db=db, provider_id=provider_id, data=body)
     return provider_out(provider)
 
 
-@router.delete("/{provider_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_provider(_: Admin, db: DbDep, provider_id: int = ProviderId) -> Response:
+@router.delete("/{provider_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+def delete_provider(_: Admin, db: DbDep, provider_id: RowId) -> Response:
     with db.begin():
         service.delete_provider(db=db, provider_id=provider_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import func, select
 
-from backend.api.deps import MAX_DB_INT, DbDep, Offset, Viewer
+from backend.api.deps import DbDep, Offset, RowId, Viewer
+from backend.api.responses import AUTHENTICATED, NOT_FOUND
 from backend.flags.models import RollbackRecord
 from backend.flags.reports import log_entry, record_as_dict
 
-router = APIRouter(prefix="/api/rollback-records", tags=["rollback records"])
+router = APIRouter(
+    prefix="/api/rollback-records", tags=["rollback records"], responses=AUTHENTICATED
+)
 
 
 def record_out(r: RollbackRecord) -> dict[str, Any]:
@@ -33,10 +36,8 @@ def list_records(
     return {"total": total, "items": [record_out(r) for r in rows]}
 
 
-@router.get("/{record_id}")
-def get_record(
-    record_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)], _: Viewer, db: DbDep
-) -> dict[str, Any]:
+@router.get("/{record_id}", responses=NOT_FOUND)
+def get_record(record_id: RowId, _: Viewer, db: DbDep) -> dict[str, Any]:
     row = db.get(RollbackRecord, record_id)
     if row is None:
         raise HTTPException(404, f"no rollback record {record_id}")

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, Field
 
-from backend.api.deps import MAX_DB_INT, Admin, SessionsDep, body_doc, json_body
+from backend.api.deps import Admin, RoleName, RowId, SessionsDep, body_doc, json_body
+from backend.api.responses import AUTHENTICATED, BODY, NOT_FOUND
 from backend.security.tokens import create_token, list_tokens, revoke_token, token_out
 from backend.security.users import check_role
 
-router = APIRouter(prefix="/api/tokens", tags=["tokens"])
+router = APIRouter(prefix="/api/tokens", tags=["tokens"], responses=AUTHENTICATED)
 
 
 class TokenCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
-    role: str = Field(description="viewer, operator or admin")
+    role: RoleName = Field(description="viewer, operator or admin")
 
 
 @router.get("", summary="Every token (never the secrets)")
@@ -30,6 +31,7 @@ def tokens(_: Admin, sessions: SessionsDep) -> dict[str, Any]:
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a token; its secret is in the answer, once",
+    responses=BODY,
     openapi_extra=body_doc(TokenCreate),
 )
 def create(
@@ -44,9 +46,9 @@ def create(
     return {**out, "token": plaintext}
 
 
-@router.delete("/{token_id}", summary="Revoke a token (it stops working at once)")
-def revoke(
-    token_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)], _: Admin, sessions: SessionsDep
-) -> dict[str, Any]:
+@router.delete(
+    "/{token_id}", summary="Revoke a token (it stops working at once)", responses=NOT_FOUND
+)
+def revoke(token_id: RowId, _: Admin, sessions: SessionsDep) -> dict[str, Any]:
     with sessions.begin() as s:
         return token_out(revoke_token(s, token_id=token_id))

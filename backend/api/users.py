@@ -7,25 +7,35 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, status
 from pydantic import BaseModel, Field
 
-from backend.api.deps import Admin, SessionsDep, body_doc, json_body
+from backend.api.deps import Admin, RoleName, SessionsDep, body_doc, json_body
+from backend.api.responses import AUTHENTICATED, BODY, CONFLICT, NOT_FOUND
 from backend.security import users
+from backend.security.passwords import MIN_LENGTH
 
-router = APIRouter(prefix="/api/users", tags=["users"])
+router = APIRouter(prefix="/api/users", tags=["users"], responses=AUTHENTICATED)
 Username = Annotated[str, Path(max_length=64)]
 
 
 class UserCreate(BaseModel):
-    username: str = Field(min_length=1, max_length=64)
-    role: str = Field(description="viewer, operator or admin")
+    # The service checks these (with its own messages); the schema documents them.
+    username: str = Field(
+        min_length=1, max_length=64, json_schema_extra={"pattern": users.USERNAME.pattern}
+    )
+    role: RoleName = Field(description="viewer, operator or admin")
     password: str | None = Field(
-        default=None, max_length=1024, description="omitted: one is generated and returned once"
+        default=None,
+        max_length=1024,
+        description="omitted: one is generated and returned once",
+        json_schema_extra={"minLength": MIN_LENGTH},
     )
 
 
 class UserChange(BaseModel):
-    role: str | None = None
+    role: RoleName | None = None
     disabled: bool | None = None
-    password: str | None = Field(default=None, max_length=1024)
+    password: str | None = Field(
+        default=None, max_length=1024, json_schema_extra={"minLength": MIN_LENGTH}
+    )
 
 
 @router.get("", summary="Every user")
@@ -39,6 +49,7 @@ def list_users(_: Admin, sessions: SessionsDep) -> dict[str, Any]:
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Add a user",
+    responses={**CONFLICT, **BODY},
     openapi_extra=body_doc(UserCreate),
 )
 def create_user(
@@ -57,6 +68,7 @@ def create_user(
 
 @router.patch(
     "/{username}",
+    responses={**NOT_FOUND, **CONFLICT, **BODY},
     summary="Change a user's role, password or disabled state (ends sessions)",
     openapi_extra=body_doc(UserChange),
 )

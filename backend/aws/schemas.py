@@ -7,16 +7,24 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
-from backend.aws.regions import check_region
+from backend.aws.regions import check_region, known_regions
 
-Region = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(check_region)]
+# The schema lists the regions botocore knows, so the OpenAPI document says what is accepted.
+Region = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True),
+    AfterValidator(check_region),
+    WithJsonSchema({"type": "string", "enum": sorted(known_regions())}),
+]
 ProviderName = Annotated[
     str,
     StringConstraints(
@@ -85,8 +93,14 @@ class CredentialsIn(_Strict):
     ) = None
 
 
+def _whole_number(value: Any) -> Any:
+    """JSON's 7.0 is the integer 7 (JSON Schema agrees); strict parsing would refuse it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class RunRequest(_Strict):
-    provider_id: Annotated[int, Field(ge=1, le=2**63 - 1)]
+    # The API's largest id (backend.api.deps.MAX_DB_INT): exact as a double, below 2**63.
+    provider_id: Annotated[int, Field(ge=1, le=2**53 - 1), BeforeValidator(_whole_number)]
     regions: Regions | None = Field(
         default=None, description="regions to scan; the provider's regions when omitted"
     )

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # PCM_TRUSTED_PROXIES: addresses or networks (comma-separated) of the reverse proxies whose
     # X-Forwarded-For/-Proto are believed; empty (the default) believes no one's.
     trusted_proxies: str = ""
+    # Request bodies past these limits are refused (413, 422) before any handler parses them.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=32, ge=2, le=1000)
 
     @field_validator("data_dir", "log_dir", "repo_dir")
     @classmethod

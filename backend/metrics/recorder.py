@@ -41,6 +41,8 @@ LATENCY_BUCKETS_MS: tuple[float, ...] = (
     float("inf"),
 )
 RETENTION = timedelta(days=7)
+# Recorded for a request whose client went away before it was answered: not a server error.
+CLIENT_CLOSED_REQUEST = 499
 
 
 @dataclass
@@ -127,7 +129,8 @@ class MetricsRecorder:
 
 
 class RequestMetricsMiddleware:
-    """Time every HTTP request and count server errors."""
+    """Time every HTTP request and count server errors (a client that disconnected before it
+    was answered is recorded as 499, not as a server error)."""
 
     def __init__(self, app: ASGIApp, recorder: MetricsRecorder) -> None:
         self.app = app
@@ -139,16 +142,27 @@ class RequestMetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        answered = disconnected = False
+
+        async def listen() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect" and not answered:
+                disconnected = True
+            return message
 
         async def watch(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                answered = True
             await send(message)
 
         try:
-            await self.app(scope, receive, watch)
+            await self.app(scope, listen, watch)
         finally:
+            if disconnected:
+                status = CLIENT_CLOSED_REQUEST
             self.recorder.observe((time.perf_counter() - started) * 1000, status)
 
 

@@ -20,11 +20,11 @@ from backend.security.passwords import (
 )
 from backend.security.tokens import Role
 
-_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 def check_username(username: str) -> str:
-    if not _USERNAME.fullmatch(username):
+    if not USERNAME.fullmatch(username):
         raise InvalidInput(
             "a username is 1-64 characters: lower-case letters, digits, '.', '_' or '-'"
         )

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from backend.api.deps import MAX_DB_INT, SessionsDep
+from backend.api.deps import RowId, SessionsDep
 from backend.api.errors import STATUS
 from backend.api.tokens import TokenCreate
 from backend.api.users import UserCreate
@@ -25,7 +25,7 @@ from backend.web.templating import page
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 Username = Annotated[str, Path(max_length=64)]
-TokenId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+TokenId = RowId
 Field = Annotated[str, Form(max_length=2000)]
 ROLES = [r.value for r in Role]
 

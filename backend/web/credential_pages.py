@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import quote_plus
 
-from fastapi import APIRouter, Depends, Form, Path, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from backend.api.aws_credentials import CallerDep
 from backend.api.aws_errors import status_of
-from backend.api.deps import MAX_DB_INT
+from backend.api.deps import RowId, RowIdQuery
 from backend.aws import credentials as service
 from backend.aws.caller import AwsCaller, check_caller_credentials, store_caller_credentials
 from backend.aws.errors import AwsError
@@ -26,7 +26,7 @@ from backend.web.forms import FieldErrors, field_errors
 from backend.web.templating import page
 
 router = APIRouter(include_in_schema=False)
-ProviderId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+ProviderId = RowId
 Secret = Annotated[str, Form(max_length=4096)]
 PATTERNS = {
     "access_key_id": "16 to 128 upper-case letters and digits, like AKIA…",
@@ -97,7 +97,7 @@ def credentials_page(
     request: Request,
     _: PageViewer,
     caller: CallerDep,
-    check: Annotated[int | None, Query(ge=1, le=MAX_DB_INT)] = None,
+    check: RowIdQuery = None,
     notice: Annotated[str | None, Query(max_length=200)] = None,
 ) -> HTMLResponse:
     result = None

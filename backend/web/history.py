@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from backend.api.deps import RuntimeDep, SessionsDep
+from backend.api.deps import RowId, RuntimeDep, SessionsDep
 from backend.api.health import database_health
 from backend.api.rollback_records import record_out
 from backend.core.csv_export import csv_text
@@ -168,7 +168,7 @@ def affected_estimate(s: Session, at: datetime) -> str:
 
 @router.get("/records/{record_id}", response_class=HTMLResponse)
 def record_page(
-    request: Request, record_id: int, _: PageViewer, sessions: SessionsDep, runtime: RuntimeDep
+    request: Request, record_id: RowId, _: PageViewer, sessions: SessionsDep, runtime: RuntimeDep
 ) -> HTMLResponse:
     with sessions() as s:
         row = s.get(RollbackRecord, record_id)

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote_plus
 
-from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from backend.api.aws_errors import status_of
-from backend.api.deps import MAX_DB_INT, DbDep
+from backend.api.deps import DbDep, RowId
 from backend.aws import providers as service
 from backend.aws.errors import AwsError, Conflict
 from backend.aws.models import Provider
@@ -22,7 +22,7 @@ from backend.web.forms import FieldErrors, field_errors
 from backend.web.templating import page
 
 router = APIRouter(include_in_schema=False)
-ProviderId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+ProviderId = RowId
 # Generous bounds: the schema gives the real limits, with a message beside the field.
 Text = Annotated[str, Form(max_length=20_000)]
 PATTERNS = {

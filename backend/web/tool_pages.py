@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from backend.api.aws_credentials import CallerDep
 from backend.api.aws_errors import status_of
-from backend.api.deps import MAX_DB_INT, DbDep
+from backend.api.deps import MAX_DB_INT, DbDep, RowId
 from backend.aws import caller as use_cases
 from backend.aws import runs as service
 from backend.aws.caller import AwsCaller
@@ -34,7 +34,7 @@ from backend.web.forms import FieldErrors, field_errors
 from backend.web.templating import page
 
 router = APIRouter(include_in_schema=False)
-RunId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+RunId = RowId
 PAGE_SIZE = 50
 
 

@@ -13,6 +13,7 @@ Session callers send their CSRF token on state-changing requests; "token" is an 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +115,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/auth/me"): Rule("viewer"),
     ("GET", "/api/auth/preferences"): Rule("viewer"),
     ("POST", "/api/auth/preferences"): Rule(
-        "viewer", json={"key": "theme", "value": "dark"}, ok_token=400
+        "viewer", json={"key": "theme", "value": "dark"}, ok_token=403
     ),
     ("GET", "/login"): Rule("public"),
     ("POST", "/login"): Rule(
@@ -229,7 +230,8 @@ def route_table(app: FastAPI) -> set[tuple[str, str]]:
             continue
         for method in getattr(route, "methods", None) or ():
             if method != "HEAD":
-                found.add((method, str(context.path)))
+                # Convertors ({id:int}) are routing detail, not part of the template.
+                found.add((method, re.sub(r":\w+}", "}", str(context.path))))
     return found
 
 
