@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.config import Settings
-from backend.flags import FlagRuntime
+from backend.flags import FlagRuntime, store_busy
 from backend.security import csrf
 from backend.security.flag import enabled
 from backend.security.keys import LEGACY_COOKIE, KeyRing
@@ -205,7 +205,8 @@ def degraded_principal(request: Request, token: str, cause: DBAPIError) -> Princ
     if principal is None:
         raise cause
     log.warning(
-        "authentication ran degraded (database unreachable: %s): accepted %s as %s",
+        "authentication ran degraded (database %s: %s): accepted %s as %s",
+        "busy" if store_busy(cause) else "unreachable",
         str(cause).splitlines()[0],
         principal.name,
         how,

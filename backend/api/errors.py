@@ -31,7 +31,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.flags import FlagError, FlagNotFound, FlagStoreUnavailable, RollbackModeActive
+from backend.flags import (
+    FlagError,
+    FlagNotFound,
+    FlagStoreBusy,
+    FlagStoreUnavailable,
+    RollbackModeActive,
+    store_busy,
+)
 from backend.security.errors import (
     CsrfRejected,
     InvalidInput,
@@ -59,6 +66,8 @@ STATUS: dict[type[Exception], int] = {
     SessionNotFound: 401,
 }
 PROBLEM_TYPE = "application/problem+json"
+# Seconds a client is told to wait after "database busy, retry" (the lock is usually brief).
+BUSY_RETRY_AFTER = "1"
 _INCOMING_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -130,7 +139,11 @@ async def domain_error(request: Request, exc: Exception) -> Response:
             request.url.path,
             exc,
         )
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, LoginThrottled) else None
+    headers = None
+    if isinstance(exc, LoginThrottled):
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, FlagStoreBusy):
+        headers = {"Retry-After": BUSY_RETRY_AFTER}
     return _respond(request, code, str(exc), headers)
 
 
@@ -207,6 +220,18 @@ async def validation_error(request: Request, exc: Exception) -> Response:
 
 async def database_unavailable(request: Request, exc: Exception) -> Response:
     # Raised outside the flag engine too (authentication, plain reads): say what is wrong.
+    if store_busy(exc):
+        # Another connection held a lock past the bounded wait: contention, not an outage.
+        log.warning(
+            "request %s %s %s: database busy: %s",
+            request_id_of(request),
+            request.method,
+            request.url.path,
+            str(exc).splitlines()[0],
+        )
+        return _respond(
+            request, 503, "database busy, retry", headers={"Retry-After": BUSY_RETRY_AFTER}
+        )
     log.error(
         "request %s %s %s: database unavailable: %s",
         request_id_of(request),

@@ -46,6 +46,7 @@ class CredentialSweeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._swept_version: int | None = None
+        self._failing = False  # logged once per failure spell, not once per tick
 
     def tick(self) -> None:
         version = self.version()
@@ -54,8 +55,20 @@ class CredentialSweeper:
         try:
             sweep_sessions(self.sessions, self.keys)
             self._swept_version = version
-        except Exception:  # tried again on the next tick
-            log.exception("sweeping AWS credentials out of sessions failed")
+        except Exception as exc:  # tried again on the next tick
+            if not self._failing:
+                self._failing = True
+                log.error(
+                    "sweeping AWS credentials out of sessions failed (retrying every %.2f s,"
+                    " logged again once it works): %s: %s",
+                    self.interval,
+                    type(exc).__name__,
+                    str(exc).splitlines()[0] if str(exc) else "",
+                )
+            return
+        if self._failing:
+            self._failing = False
+            log.info("sweeping AWS credentials out of sessions works again")
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

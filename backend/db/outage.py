@@ -5,7 +5,8 @@ background once the database answers again.
 "Unreachable" for PostgreSQL is a connection that fails (refused, timed out, the server shutting
 down or not accepting connections); a database or role that does not exist, or a rejected
 password, is a configuration error. For SQLite it is a database file that cannot be opened or
-read (its volume not mounted, an I/O error, a lock held past the busy timeout).
+read (its volume not mounted, an I/O error). A lock another connection holds is contention, not
+an outage (backend.flags.journal.store_busy): it is waited out, then refused as busy.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ _SETTINGS_PROBLEMS = (
     "no pg_hba.conf entry",
     "no password supplied",
 )
-_SQLITE_OUTAGES = ("unable to open database file", "disk i/o error", "database is locked")
+_SQLITE_OUTAGES = ("unable to open database file", "disk i/o error")
 
 
 def unreachable(exc: BaseException | None) -> bool:

@@ -8,6 +8,7 @@ from backend.flags.errors import (
     FlagStoreUnavailable,
     RollbackModeActive,
 )
+from backend.flags.journal import store_busy
 from backend.flags.outcomes import RollbackResult, ToggleResult
 from backend.flags.registry import DEFAULT_FLAGS, FlagDefinition
 from backend.flags.runtime import FlagRuntime
@@ -29,4 +30,5 @@ __all__ = [
     "ToggleResult",
     "current",
     "is_enabled",
+    "store_busy",
 ]

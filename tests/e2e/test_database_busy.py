@@ -112,6 +112,7 @@ def test_server__write_lock_longer_than_the_bound__answers_503_busy_and_journals
             for answer in answers:
                 assert answer.status_code == 503, answer.text
                 assert "database busy, retry" in answer.json()["detail"]
+                assert answer.headers["retry-after"] == "1"  # clients know when to come back
             # and both workers keep serving the store's state while the lock is held
             for _ in range(6):
                 flags = c.get("/api/feature-flags").json()
