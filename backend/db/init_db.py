@@ -30,6 +30,9 @@ from backend.security.audit_keys import restart_checkpoints
 from backend.security.tokens import Role, create_token, token_is_valid
 from backend.security.users import create_user, generate_password, list_users
 
+# The revision from which audit events are keyed (HMAC); below it they are plain SHA-256.
+KEYED_AUDIT = "0007_audit"
+
 
 @dataclass
 class InitReport:
@@ -157,6 +160,18 @@ def _init(settings: Settings, engine: Engine) -> InitReport:
         # A new, empty database where one stood before (reinitialised): its checkpoints
         # no longer apply. Verify shows this restart, and the log has it.
         restart_checkpoints(settings, sessions, "new database initialised")
+    elif (
+        report.schema_before
+        and KEYED_AUDIT not in report.schema_before
+        and KEYED_AUDIT in report.schema_after
+        and settings.audit_checkpoint_file.exists()
+    ):
+        # Checkpoints exist, so this database was keyed once and downgraded below
+        # 0007_audit, which re-chained its events with plain SHA-256: the checkpoints describe
+        # the keyed chain that no longer exists. Re-anchored, in the open (verify and the log).
+        restart_checkpoints(
+            settings, sessions, f"audit chain re-chained by a downgrade below {KEYED_AUDIT}"
+        )
     return report
 
 

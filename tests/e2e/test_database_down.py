@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 
 from backend.core.config import Settings
@@ -154,15 +155,17 @@ def schema_of(url: str) -> tuple[str, ...]:
         engine.dispose()
 
 
-def downgrade_flag_row_versions(url: str) -> None:
-    """What a deploy whose migration has not run yet finds: the schema without 0006, whose
-    column every flag read uses."""
-    engine = make_engine(url)
+def downgrade_newest_migration(url: str) -> str:
+    """What a deploy whose migration has not run yet finds: the schema without the newest
+    revision (the highest-numbered head). Returns that revision."""
     cfg = alembic_config()
+    newest = max(ScriptDirectory.from_config(cfg).get_heads())
+    engine = make_engine(url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0006@-1")
+        command.downgrade(cfg, f"{newest}@-1")
     engine.dispose()
+    return newest
 
 
 def test_server_start__database_unreachable__serves_last_known_state_then_migrates_and_replays(
@@ -184,9 +187,9 @@ def test_server_start__database_unreachable__serves_last_known_state_then_migrat
     assert server_dirs.stop().returncode == 0
     # ... then a deploy during an outage: new code, its migration not run, the database down
     head = schema_of(pg.url)
-    downgrade_flag_row_versions(pg.url)
-    assert "0006" in head
-    assert "0006" not in schema_of(pg.url)
+    newest = downgrade_newest_migration(pg.url)
+    assert newest in head
+    assert newest not in schema_of(pg.url)
     pg.down()
 
     # When the server is started
