@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,25 @@ class Server:
     def stop(self) -> subprocess.CompletedProcess[str]:
         return self.run("./stop.sh")
 
+    @classmethod
+    def in_dir(cls, tmp: Path, extra_env: dict[str, str] | None = None) -> Server:
+        """A server configuration whose data and logs live in `tmp`, on a free port."""
+        port = free_port()
+        env = {**clean_env(tmp, port), **(extra_env or {})}
+        return cls(ROOT, env, port, tmp / "data", tmp / "logs" / "pcm_ops_tools.log")
+
+    @classmethod
+    @contextmanager
+    def running(cls, tmp: Path, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+        """A server started with ./start.sh in `tmp`, stopped when the block ends."""
+        server = cls.in_dir(tmp, extra_env)
+        result = server.start()
+        assert result.returncode == 0, result.stdout + result.stderr
+        try:
+            yield server
+        finally:
+            server.stop()
+
 
 def clean_env(tmp: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not is_leaky(k)}
@@ -67,14 +87,7 @@ def clean_env(tmp: Path, port: int) -> dict[str, str]:
 @pytest.fixture
 def server_dirs(tmp_path: Path) -> Iterator[Server]:
     """A server configuration (not started); stopped at the end whatever the test did."""
-    port = free_port()
-    server = Server(
-        ROOT,
-        clean_env(tmp_path, port),
-        port,
-        tmp_path / "data",
-        tmp_path / "logs" / "pcm_ops_tools.log",
-    )
+    server = Server.in_dir(tmp_path)
     try:
         yield server
     finally:

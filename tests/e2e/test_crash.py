@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, Server, clean_env, free_port
+from tests.e2e.conftest import ROOT, Server
 
 ROUNDS = 20
 SLOW_ROUNDS = 120
@@ -218,14 +218,7 @@ def check_store(crashes: Crashes, database: Path, initial: dict[str, bool]) -> N
 
 @pytest.fixture
 def crashes(tmp_path: Path) -> Iterator[Crashes]:
-    port = free_port()
-    server = Server(
-        ROOT,
-        clean_env(tmp_path, port),
-        port,
-        tmp_path / "data",
-        tmp_path / "logs" / "pcm_ops_tools.log",
-    )
+    server = Server.in_dir(tmp_path)
     # The real set-up (schema, seeded flags, admin token), as start.sh does it.
     result = server.run(".venv/bin/pcm-ops", "init-db")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -4,38 +4,15 @@ holds the database's write lock: changes wait for it within the bound, then answ
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from pathlib import Path
 
 import httpx
 
 from tests.e2e.conftest import Server
+from tests.sqlite_lock import WriteLock
 
 CSRF = "csrf_tokens_enabled"
 BOUND = "4"  # seconds a change waits for the lock (PCM_DATABASE_BUSY_TIMEOUT)
-
-
-class WriteLock:
-    """Another connection holding SQLite's write lock (`BEGIN IMMEDIATE`) until released."""
-
-    def __init__(self, database: Path) -> None:
-        self.conn = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
-        self.conn.execute("BEGIN IMMEDIATE")
-        self.released = threading.Event()
-        self._guard = threading.Lock()
-
-    def release(self) -> None:
-        with self._guard:
-            if not self.released.is_set():
-                self.conn.execute("COMMIT")
-                self.conn.close()
-                self.released.set()
-
-    def release_after(self, seconds: float) -> threading.Timer:
-        timer = threading.Timer(seconds, self.release)
-        timer.start()
-        return timer
 
 
 def toggle(c: httpx.Client, enabled: bool) -> httpx.Response:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, Server, clean_env, free_port
+from tests.e2e.conftest import Server
 
 MIB = 1024 * 1024
 
@@ -21,16 +21,8 @@ MIB = 1024 * 1024
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for the module (start-up is the slow part)."""
     tmp = tmp_path_factory.mktemp("limits")
-    port = free_port()
-    server = Server(
-        ROOT, clean_env(tmp, port), port, tmp / "data", tmp / "logs" / "pcm_ops_tools.log"
-    )
-    result = server.start()
-    assert result.returncode == 0, result.stdout + result.stderr
-    try:
+    with Server.running(tmp) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def gauge(text: str, name: str) -> float:

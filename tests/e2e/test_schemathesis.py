@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROOT, Server, clean_env, free_port
+from tests.e2e.conftest import Server
 
 ST = Path(sys.executable).with_name("st")
 CI_SEED = "20261201"
@@ -35,16 +35,9 @@ def closed_port() -> int:
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[Server]:
-    port = free_port()
-    env = clean_env(tmp_path, port)
-    env["PCM_AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{closed_port()}"
-    server = Server(ROOT, env, port, tmp_path / "data", tmp_path / "logs" / "pcm_ops_tools.log")
-    result = server.start()
-    assert result.returncode == 0, result.stdout + result.stderr
-    try:
+    aws = {"PCM_AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed_port()}"}
+    with Server.running(tmp_path, aws) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def run_schemathesis(server: Server, cwd: Path, *options: str) -> subprocess.CompletedProcess[str]:

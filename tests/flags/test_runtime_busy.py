@@ -6,7 +6,6 @@ PostgreSQL (another session holds a table lock).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,30 +24,11 @@ from backend.db.session import make_engine, session_factory
 from backend.flags import FlagRuntime, FlagStoreBusy, current, journal
 from backend.flags.models import FlagRow
 from tests.postgres import scratch_database
+from tests.sqlite_lock import WriteLock
 
 CSRF = "csrf_tokens_enabled"
 XSS = "xss_protection_enabled"
 MakeRuntime = Callable[..., FlagRuntime]
-
-
-class WriteLock:
-    """Another connection holding SQLite's write lock (`BEGIN IMMEDIATE`) until released."""
-
-    def __init__(self, database: Path) -> None:
-        self.conn = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
-        self.conn.execute("BEGIN IMMEDIATE")
-        self.released = threading.Event()
-
-    def release(self) -> None:
-        if not self.released.is_set():
-            self.conn.execute("COMMIT")
-            self.conn.close()
-            self.released.set()
-
-    def release_after(self, seconds: float) -> threading.Timer:
-        timer = threading.Timer(seconds, self.release)
-        timer.start()
-        return timer
 
 
 @contextmanager
