@@ -4,6 +4,7 @@ are never reported as tampering (on SQLite WAL and on PostgreSQL alike)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -108,9 +109,15 @@ def test_verify__many_times_while_two_clients_toggle__always_ok(
     clients = [threading.Thread(target=toggle, args=(n,)) for n in (CSRF, XSS)]
     for c in clients:
         c.start()
-    # When verify runs 40 times meanwhile
+    # When verify runs at least 40 times meanwhile, and on until the chain has grown under it
+    # (a busy machine may start the clients late: wait for them rather than time them)
     try:
+        deadline = time.monotonic() + 120
+        while verify(sessions).events < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         reports = [verify(sessions) for _ in range(40)]
+        while reports[-1].events < reports[0].events + 10 and time.monotonic() < deadline:
+            reports.append(verify(sessions))
     finally:
         stop.set()
         for c in clients:
