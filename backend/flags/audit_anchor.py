@@ -22,6 +22,7 @@ from backend.flags.models import FlagStoreRow
 log = logging.getLogger("pcm_ops_tools.audit")
 _ANCHOR = "pcm_audit_anchor"
 _PENDING = "pcm_audit_pending"
+_LISTENING = "_pcm_audit_listening"
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,13 @@ def bind(sessions: sessionmaker[Session], anchor: AuditAnchor) -> None:
     info = dict(sessions.kw.get("info") or {})
     info[_ANCHOR] = anchor
     sessions.configure(info=info)
-    if not event.contains(sessions, "after_commit", _after_commit):
+    # Marked on the factory itself, not asked of event.contains: SQLAlchemy's event registry
+    # is keyed by id(), and a factory made where a collected one stood could be taken for it,
+    # leaving the new one without its listeners (seen as a missing checkpoint file).
+    if not getattr(sessions, _LISTENING, False):
         event.listen(sessions, "after_commit", _after_commit)
         event.listen(sessions, "after_soft_rollback", _after_rollback)
+        setattr(sessions, _LISTENING, True)
 
 
 def anchor_of(session: Session) -> AuditAnchor | None:

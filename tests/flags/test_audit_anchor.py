@@ -6,20 +6,23 @@ event and recompute every hash after it. Before the anchor, both passed verifica
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
 import stat
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.config import Settings
+from backend.db.session import session_factory
 from backend.flags import FlagRuntime
 from backend.flags.audit import GENESIS, ChainReport, canonical, verify_chain
 from backend.flags.audit_anchor import AuditAnchor
 from backend.flags.models import AuditEvent
+from backend.flags.service import set_flag
 from backend.security.audit_keys import anchor_sessions
 
 CSRF = "csrf_tokens_enabled"
@@ -241,3 +244,23 @@ def test_audit_keys__event_digest__is_standard_hmac_sha256(size: int) -> None:
     for message in (b"", b"x" * 63, b"y" * 64, b"z" * 1000):
         assert digest(message) == hmac.new(key, message, hashlib.sha256).hexdigest()
     assert keys.digest("k2") is None
+
+
+def test_bind__factories_made_one_after_another__every_one_checkpoints_its_commits(
+    engine: Engine, settings: Settings
+) -> None:
+    # Given session factories made and dropped one after another, as test runs and CLI
+    # commands do (SQLAlchemy's event registry, keyed by id(), once took a new factory for a
+    # collected one and left it without the checkpoint listener)
+    path = settings.audit_checkpoint_file
+    for i in range(40):
+        sessions = session_factory(engine)
+        anchor_sessions(sessions, settings)
+        before = len(path.read_text().splitlines()) if path.exists() else 0
+        # When a change is committed through the new factory
+        with sessions.begin() as s:
+            set_flag(s, name=CSRF, enabled=i % 2 == 0, actor="alice", method="api")
+        # Then its head is checkpointed
+        assert len(path.read_text().splitlines()) == before + 1, f"factory {i}"
+        del sessions
+        gc.collect()
