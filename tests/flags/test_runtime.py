@@ -232,11 +232,11 @@ def test_restart_flag_shows_pending_restart_until_back_at_its_boot_value(
 
 
 # -- concurrency and propagation -----------------------------------------------------------
-def test_concurrent_toggles_of_one_flag_are_all_audited_in_order(
-    runtime: FlagRuntime, sessions: sessionmaker[Session]
-) -> None:
-    threads, per_thread = 8, 25
-    before = audit_count(sessions)
+def run_together(
+    threads: int, per_thread: int, step: Callable[[int, int], None]
+) -> list[BaseException]:
+    """Run step(k, i) for i < per_thread in each of `threads` threads, started together;
+    the exceptions they raised."""
     errors: list[BaseException] = []
     start = threading.Barrier(threads)
 
@@ -244,7 +244,7 @@ def test_concurrent_toggles_of_one_flag_are_all_audited_in_order(
         try:
             start.wait()
             for i in range(per_thread):
-                runtime.toggle(CSRF, (k + i) % 2 == 0, actor=f"thread-{k}", method="api")
+                step(k, i)
         except BaseException as exc:
             errors.append(exc)
 
@@ -253,7 +253,19 @@ def test_concurrent_toggles_of_one_flag_are_all_audited_in_order(
         t.start()
     for t in pool:
         t.join()
-    assert errors == []
+    return errors
+
+
+def test_concurrent_toggles_of_one_flag_are_all_audited_in_order(
+    runtime: FlagRuntime, sessions: sessionmaker[Session]
+) -> None:
+    threads, per_thread = 8, 25
+    before = audit_count(sessions)
+
+    def toggles(k: int, i: int) -> None:
+        runtime.toggle(CSRF, (k + i) % 2 == 0, actor=f"thread-{k}", method="api")
+
+    assert run_together(threads, per_thread, toggles) == []
     assert audit_count(sessions) == before + threads * per_thread
     with sessions() as s:
         chain = verify_chain(s)
@@ -499,24 +511,12 @@ def test_concurrent_toggles__each_answer__is_the_change_made_at_its_version(
     runtime.start_polling()
     threads, per_thread = 6, 30
     answers: list[tuple[int, bool, bool, str]] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(threads)
 
-    def worker(k: int) -> None:
-        try:
-            start.wait()
-            for i in range(per_thread):
-                r = runtime.toggle(CSRF, (k + i) % 2 == 0, actor=f"t{k}", method="api")
-                answers.append((r.version, r.new, r.flag.stored_enabled, r.flag.updated_by))
-        except BaseException as exc:
-            errors.append(exc)
+    def toggles(k: int, i: int) -> None:
+        r = runtime.toggle(CSRF, (k + i) % 2 == 0, actor=f"t{k}", method="api")
+        answers.append((r.version, r.new, r.flag.stored_enabled, r.flag.updated_by))
 
-    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    assert errors == []
+    assert run_together(threads, per_thread, toggles) == []
     with sessions() as s:
         audited = {
             e.version: (e.new_value, e.actor)
