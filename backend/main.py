@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,7 +38,8 @@ from backend.db.checkpoint import WalCheckpointer
 from backend.db.outage import PendingInit, unreachable
 from backend.db.session import engine_for, session_factory
 from backend.flags import FlagRuntime, FlagStoreUnavailable, current
-from backend.metrics import MetricsRecorder, RequestMetricsMiddleware
+from backend.metrics import MetricsRecorder, RequestMetricsMiddleware, multiproc
+from backend.metrics.prometheus import PrometheusExport
 from backend.security.audit_keys import anchor_sessions
 from backend.security.headers import SecurityHeaders
 from backend.security.keys import KeyRing
@@ -96,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stale_after=settings.stale_after_seconds,
     )
     pending_init = PendingInit(settings, engine)
+    exporter = PrometheusExport(runtime, sessions)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -135,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pending_init.stop()
             runtime.stop_polling()
             recorder.stop()
+            exporter.close()
             if checkpointer is not None:
                 checkpointer.stop()
             engine.dispose()
@@ -144,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.metrics = recorder
+    app.state.prometheus = exporter
     app.state.sessions = sessions
     app.state.pending_init = pending_init
     app.state.started = time.monotonic()
@@ -172,7 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(errors.RequestContext)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(FlagsVersionHeader)
-    app.add_middleware(RequestMetricsMiddleware, recorder=recorder)
+    app.add_middleware(RequestMetricsMiddleware, recorder=recorder, http=exporter.http)
     if settings.trusted_proxy_list:
         # Outermost: every layer sees the client the trusted proxy names. Servers launch
         # with uvicorn's own proxy handling off, so this is the only place it happens.
@@ -184,6 +189,10 @@ def main() -> None:
     import uvicorn
 
     settings = get_settings()
+    # The workers (imported afresh) count in multiprocess mode; with one worker this process
+    # serves, and its prometheus_client, imported already, counts in memory.
+    multiproc.prepare(settings.metrics_dir)
+    os.environ[multiproc.ENV] = str(settings.metrics_dir)
     uvicorn.run(
         "backend.main:create_app",
         factory=True,

@@ -23,6 +23,7 @@ from backend.db.outage import first_line, unreachable
 from backend.db.session import engine_for, session_factory
 from backend.flags import FlagRuntime, snapshot
 from backend.flags.last_known import load as load_last_known
+from backend.metrics import multiproc
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -152,6 +153,9 @@ def start(settings: Settings, timeout: float = 30.0) -> int:
         return exc.code
     validate_flags(settings, None if degraded is None else degraded[1])
     env = dict(os.environ)
+    # Every worker counts in the same files: /metrics adds up all of them, whoever answers.
+    multiproc.prepare(settings.metrics_dir)
+    env[multiproc.ENV] = str(settings.metrics_dir)
     if degraded is not None:
         env["PCM_DATABASE_INIT_PENDING"] = "1"  # see Settings.database_init_pending
     console_log = settings.log_dir / "server.console.log"

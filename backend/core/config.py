@@ -147,6 +147,11 @@ class Settings(BaseSettings):
         return self.data_dir / "pcm_ops_tools.pid"
 
     @property
+    def metrics_dir(self) -> Path:
+        """The workers' Prometheus files (PROMETHEUS_MULTIPROC_DIR), emptied at each start."""
+        return self.data_dir / "prometheus_multiproc"
+
+    @property
     def state_file(self) -> Path:
         """Durable last-known flag state, used when the database cannot be read."""
         return self.data_dir / "flags_last_known.json"

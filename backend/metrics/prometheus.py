@@ -1,18 +1,18 @@
 """Prometheus exposition of the console's state (`GET /metrics`, prometheus_client's format).
 
-What is true of every worker comes from the served snapshot (flags, version, rollback mode);
-the figures every worker contributes to come from the database, so that a scrape answered by
-any worker tells the same story: changes and rollbacks (monotonic counters) and request
-latency and server errors over the last five minutes (gauges over the window the runbook's
-decision matrix reads: latency and error rate against the baseline).
+A scrape answered by any worker tells the same story: the flags come from the served snapshot
+(the same in every worker), changes and rollbacks from the database, request metrics from
+every worker's files (prometheus_client's multiprocess mode, `backend.metrics.multiproc`), and
+process metrics from every process of the server (`backend.metrics.processes`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
+from prometheus_client import PlatformCollector, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,11 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.flags import FlagRuntime, current
 from backend.flags.models import FlagStoreRow, RollbackRecord
-from backend.metrics.models import RequestMetric
-from backend.metrics.recorder import LATENCY_BUCKETS_MS, percentile
-
-WINDOW = timedelta(minutes=5)
-QUANTILES = (0.5, 0.95, 0.99)
+from backend.metrics import multiproc
+from backend.metrics.http import HttpMetrics
+from backend.metrics.processes import ServerProcessCollector
 
 
 class ConsoleCollector(Collector):
@@ -103,37 +101,36 @@ class ConsoleCollector(Collector):
             rollbacks.add_metric([method, verification], count)
         yield rollbacks
 
-        since = datetime.now(UTC) - WINDOW
-        requests = errors = 0
-        total_ms = 0.0
-        histogram = [0] * len(LATENCY_BUCKETS_MS)
-        for row in s.scalars(select(RequestMetric).where(RequestMetric.minute >= since)):
-            requests += row.requests
-            errors += row.errors
-            total_ms += row.total_ms
-            histogram = [a + b for a, b in zip(histogram, row.histogram, strict=True)]
-        yield GaugeMetricFamily(
-            "pcm_http_requests_5m", "HTTP requests of every worker, last 5 minutes", requests
-        )
-        yield GaugeMetricFamily(
-            "pcm_http_server_errors_5m", "HTTP 5xx answers of every worker, last 5 minutes", errors
-        )
-        latency = GaugeMetricFamily(
-            "pcm_http_request_duration_ms_5m",
-            "Request latency of every worker over the last 5 minutes (histogram bucket bounds)",
-            labels=["quantile"],
-        )
-        for q in QUANTILES:
-            latency.add_metric([str(q)], percentile(histogram, q))
-        yield latency
-        yield GaugeMetricFamily(
-            "pcm_http_request_mean_ms_5m",
-            "Mean request latency of every worker over the last 5 minutes",
-            total_ms / requests if requests else 0.0,
-        )
-
 
 def registry_for(runtime: FlagRuntime, sessions: sessionmaker[Session]) -> CollectorRegistry:
+    """A registry of the flags' and the database's figures (no request or process metrics)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ConsoleCollector(runtime, sessions))
     return registry
+
+
+class PrometheusExport:
+    """The registry one app serves at /metrics, and the request metrics its middleware feeds."""
+
+    def __init__(self, runtime: FlagRuntime, sessions: sessionmaker[Session]) -> None:
+        # `_created` series say when a process first counted a label set: noise for a scrape
+        # that adds up several processes (multiprocess mode has none), so none at all.
+        disable_created_metrics()
+        self.directory = multiproc.active()
+        self.registry = registry_for(runtime, sessions)
+        if self.directory is None:
+            self.http = HttpMetrics(self.registry)
+        else:
+            self.http = HttpMetrics(None)  # this worker's files; the collector reads them all
+            MultiProcessCollector(self.registry, str(self.directory))
+        self.registry.register(ServerProcessCollector(whole_server=self.directory is not None))
+        PlatformCollector(registry=self.registry)
+
+    def render(self) -> bytes:
+        if self.directory is not None:
+            multiproc.reap(self.directory)
+        return generate_latest(self.registry)
+
+    def close(self) -> None:
+        """This worker stops (the app's shutdown)."""
+        multiproc.leave(self.directory)

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,6 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.core.periodic import Periodic
 from backend.metrics.models import RequestMetric
+
+if TYPE_CHECKING:
+    from backend.metrics.http import HttpMetrics
 
 log = logging.getLogger("pcm_ops_tools.metrics")
 
@@ -130,11 +134,15 @@ class MetricsRecorder:
 
 class RequestMetricsMiddleware:
     """Time every HTTP request and count server errors (a client that disconnected before it
-    was answered is recorded as 499, not as a server error)."""
+    was answered is recorded as 499, not as a server error), for the dashboard's recorder and,
+    when given, Prometheus' metrics."""
 
-    def __init__(self, app: ASGIApp, recorder: MetricsRecorder) -> None:
+    def __init__(
+        self, app: ASGIApp, recorder: MetricsRecorder, http: HttpMetrics | None = None
+    ) -> None:
         self.app = app
         self.recorder = recorder
+        self.http = http
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path", "").startswith("/static/"):
@@ -142,7 +150,18 @@ class RequestMetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
-        answered = disconnected = False
+        answered = disconnected = recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
+            seconds = time.perf_counter() - started
+            code = CLIENT_CLOSED_REQUEST if disconnected else status
+            self.recorder.observe(seconds * 1000, code)
+            if self.http is not None:
+                self.http.observe(scope, code, seconds)
 
         async def listen() -> Message:
             nonlocal disconnected
@@ -156,14 +175,20 @@ class RequestMetricsMiddleware:
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 answered = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Counted before the last byte leaves: a client that has its answer and then
+                # scrapes /metrics (maybe from another worker) finds it counted.
+                record()
             await send(message)
 
+        if self.http is not None:
+            self.http.in_progress.inc()
         try:
             await self.app(scope, listen, watch)
         finally:
-            if disconnected:
-                status = CLIENT_CLOSED_REQUEST
-            self.recorder.observe((time.perf_counter() - started) * 1000, status)
+            if self.http is not None:
+                self.http.in_progress.dec()
+            record()
 
 
 @dataclass(frozen=True, slots=True)
