@@ -34,6 +34,7 @@ from backend.api import (
 from backend.core.config import Settings, get_settings
 from backend.core.filemodes import restrict_umask, tighten_private_dirs
 from backend.core.log import configure_logging
+from backend.core.logfiles import Rotation
 from backend.db.checkpoint import WalCheckpointer
 from backend.db.outage import PendingInit, unreachable
 from backend.db.session import engine_for, session_factory
@@ -74,7 +75,7 @@ class FlagsVersionHeader:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     restrict_umask()  # data/ and logs/ are owner-only, the files SQLite creates included
-    configure_logging(settings.log_file, settings.log_level)
+    configure_logging(settings.log_file, settings.log_level, Rotation.of(settings))
     tighten_private_dirs(settings)
     # Weak or well-known keys stop start-up here (WeakSecretKey), whatever the flag's state.
     keyring = KeyRing.build(

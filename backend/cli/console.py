@@ -17,6 +17,7 @@ from rich.markup import escape
 from backend.core.config import Settings, from_environ
 from backend.core.filemodes import restrict_umask
 from backend.core.log import configure_logging
+from backend.core.logfiles import Rotation
 from backend.db.backup import (
     BackupError,
     BackupNotFound,
@@ -40,7 +41,7 @@ def load_settings() -> Settings:
     except FlagError as exc:
         fail(str(exc), BAD_INPUT)
     # What the toolkit does belongs in the same log as the server's.
-    configure_logging(s.log_file, s.log_level)
+    configure_logging(s.log_file, s.log_level, Rotation.of(s))
     return s
 
 

@@ -1,6 +1,7 @@
-"""`pcm-ops logs [--flags] [--errors] [--follow]`: the runbook's log greps, with times.
+"""`pcm-ops logs [--flags] [--errors] [--follow]`: the runbook's log greps, with times, over
+the log file and, for lines older than its last rotation, its rotated copies.
 
-tail -f logs/pcm_ops_tools.log                                   -> pcm-ops logs --follow
+tail -F logs/pcm_ops_tools.log                                   -> pcm-ops logs --follow
 grep "Feature flag" logs/pcm_ops_tools.log | tail -20            -> pcm-ops logs --flags
 grep -i "error\\|exception\\|failed" logs/pcm_ops_tools.log | tail -10 -> pcm-ops logs --errors
 """
@@ -8,13 +9,13 @@ grep -i "error\\|exception\\|failed" logs/pcm_ops_tools.log | tail -10 -> pcm-op
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 
@@ -27,6 +28,7 @@ from backend.cli.console import (
     fail,
     load_settings,
 )
+from backend.core.logfiles import rotated_copies
 
 ERROR_PATTERN = re.compile(r"error|exception|failed", re.IGNORECASE)
 FLAG_PATTERN = re.compile(r"Feature flag")
@@ -96,19 +98,77 @@ def matches(line: str, *, flags: bool, errors: bool) -> bool:
     return bool((flags and FLAG_PATTERN.search(line)) or (errors and is_error(line)))
 
 
+def _stamped(path: Path) -> datetime | None:
+    """When `path` was last written (local time), None when it is gone."""
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime).astimezone()
+    except OSError:
+        return None
+
+
+def _read(
+    path: Path, since: datetime | None, *, flags: bool, errors: bool
+) -> tuple[list[str], int | None]:
+    """The matching lines of one file, and its inode (None when it is gone)."""
+    try:
+        with path.open(errors="replace") as fh:
+            found = [
+                line for _, line in entries(fh, since) if matches(line, flags=flags, errors=errors)
+            ]
+            return found, os.fstat(fh.fileno()).st_ino
+    except FileNotFoundError:
+        return [], None
+
+
+def older_lines(
+    path: Path,
+    since: datetime | None,
+    *,
+    flags: bool,
+    errors: bool,
+    wanted: int | None,
+    skip: int | None,
+) -> list[str]:
+    """Matching lines of the rotated copies of `path`, oldest first: newest copies first until
+    `wanted` lines (all when None) are found or the copies are older than `since`. `skip` is
+    the inode of the current file already read (renamed into a copy meanwhile)."""
+    chunks: list[list[str]] = []
+    total = 0
+    for copy in reversed(rotated_copies(path)):
+        if wanted is not None and total >= wanted:
+            break
+        written = _stamped(copy)
+        if since is not None and (written is None or written < since):
+            break  # this copy and every older one end before `since`
+        found, inode = _read(copy, since, flags=flags, errors=errors)
+        if inode is not None and inode != skip:
+            chunks.append(found)
+            total += len(found)
+    return [line for chunk in reversed(chunks) for line in chunk]
+
+
 def error_lines(path: Path, since: datetime) -> list[str]:
-    """The runbook's error grep, limited to entries written at or after `since`."""
+    """The runbook's error grep, limited to entries written at or after `since`, in the log
+    file and the copies rotated since then."""
     if not path.exists():
         return []
-    with path.open(errors="replace") as fh:
-        return [line for _, line in entries(fh, since) if is_error(line)]
+    current, inode = _read(path, since, flags=False, errors=True)
+    return older_lines(path, since, flags=False, errors=True, wanted=None, skip=inode) + current
 
 
-def follow(path: Path, *, flags: bool, errors: bool, offset: int) -> None:
-    """Print lines as they are appended (tail -f) from `offset`; survives truncation."""
+def _replaced(path: Path, fh: TextIO) -> bool:
+    """Has `path` been rotated away from the file `fh` reads (a new file in its place)?"""
+    try:
+        return path.stat().st_ino != os.fstat(fh.fileno()).st_ino
+    except FileNotFoundError:
+        return False  # renamed, the new one not created yet: the old one is still complete
+
+
+def follow(path: Path, fh: TextIO, *, flags: bool, errors: bool) -> None:
+    """Print lines as they are appended to `path` (tail -F), from where `fh` stands; goes on in
+    the new file when the log is rotated, and from the start when it is truncated."""
     pending = ""
-    with path.open(errors="replace") as fh:
-        fh.seek(offset)
+    try:
         while True:
             pending += fh.readline()
             if pending.endswith("\n"):
@@ -117,10 +177,24 @@ def follow(path: Path, *, flags: bool, errors: bool, offset: int) -> None:
                     console.print(line.rstrip("\n"), markup=False)
                 continue
             # At the end, maybe with half a line: wait for the writer to finish it.
+            if _replaced(path, fh):
+                # Rotated: nothing is written to the old file after its rename, so what
+                # is left in it now is all of it; then go on with the new file.
+                rest = fh.read()
+                fh.close()
+                fh = path.open(errors="replace")
+                pending += rest
+                for line in pending.splitlines():
+                    if matches(line, flags=flags, errors=errors):
+                        console.print(line, markup=False)
+                pending = ""
+                continue
             if path.exists() and path.stat().st_size < fh.tell():
-                fh.seek(0)  # the log was truncated or rotated in place
+                fh.seek(0)  # the log was truncated in place
                 pending = ""
             time.sleep(0.2)
+    finally:
+        fh.close()
 
 
 def logs(
@@ -149,17 +223,29 @@ def logs(
     except ValueError as exc:
         fail(str(exc), BAD_INPUT)
     count = lines or (10 if errors and not flags else 20)
-    tail: deque[str] = deque(maxlen=count)
-    with path.open(errors="replace") as fh:
-        for _, line in entries(fh, start):
-            if matches(line, flags=flags, errors=errors):
-                tail.append(line)
-        end = fh.tell()  # --follow goes on from here: no line is lost in between
-    if as_json:
-        emit_json({"file": str(path), "lines": list(tail)})
-        return
-    for line in tail:
-        console.print(line, markup=False)
-    if follow_:
-        with contextlib.suppress(KeyboardInterrupt):
-            follow(path, flags=flags, errors=errors, offset=end)
+    # Kept open for --follow, which goes on from where this read ends: no line is lost in
+    # between, even when the file is rotated meanwhile.
+    fh = path.open(errors="replace")
+    try:
+        current = [
+            line for _, line in entries(fh, start) if matches(line, flags=flags, errors=errors)
+        ]
+        # Too few lines since the last rotation: the rest come from the rotated copies.
+        wanted = count - len(current)
+        skip = os.fstat(fh.fileno()).st_ino
+        older = (
+            older_lines(path, start, flags=flags, errors=errors, wanted=wanted, skip=skip)
+            if wanted > 0
+            else []
+        )
+        tail = (older + current)[-count:]
+        if as_json:
+            emit_json({"file": str(path), "lines": tail})
+            return
+        for line in tail:
+            console.print(line, markup=False)
+        if follow_:
+            with contextlib.suppress(KeyboardInterrupt):
+                follow(path, fh, flags=flags, errors=errors)
+    finally:
+        fh.close()

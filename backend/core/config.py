@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from backend.core.logfiles import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, WHEN
 from backend.flags.errors import ConfigurationError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +55,12 @@ class Settings(BaseSettings):
     database_busy_timeout: float = Field(default=10.0, gt=0, le=300)
     stale_after_seconds: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
+    # The log file rotates (backend.core.logfiles): by size (PCM_LOG_MAX_BYTES, 0: never), by
+    # time too when PCM_LOG_ROTATE_WHEN is S, M, H, D, midnight or W0-W6; PCM_LOG_BACKUPS
+    # rotated copies are kept.
+    log_max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=0)
+    log_backups: int = Field(default=DEFAULT_BACKUPS, ge=1, le=1000)
+    log_rotate_when: str = Field(default="", pattern=WHEN)
     # Parsed from FEATURE_FLAG_* by from_environ(); not read from the environment by pydantic.
     rollback_mode: bool = False
     flag_overrides: dict[str, bool] = Field(default_factory=dict)

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import TracebackType
 
 from backend.core.filemodes import create_private_file, private_dir
+from backend.core.logfiles import Rotation, open_handler
 
 FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
 _MARK = "_pcm_ops_handler"
@@ -102,11 +103,16 @@ def _format_chain(exc: BaseException) -> list[str]:
     return lines
 
 
-def configure_logging(log_file: Path, level: str = "INFO") -> None:
-    """Send our loggers and uvicorn's to `log_file` (owner-only); idempotent within a process."""
+def configure_logging(
+    log_file: Path, level: str = "INFO", rotation: Rotation | None = None
+) -> None:
+    """Send our loggers and uvicorn's to `log_file` (owner-only, rotated as `rotation` says);
+    idempotent within a process."""
     private_dir(log_file.parent)
     create_private_file(log_file)
-    target = str(log_file.resolve())
+    rotation = rotation or Rotation()
+    target = f"{log_file.resolve()} {rotation}"
+    shared: logging.Handler | None = None  # one lock and one open file for the three loggers
     for name in ("pcm_ops_tools", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):
@@ -116,11 +122,12 @@ def configure_logging(log_file: Path, level: str = "INFO") -> None:
                 logger.removeHandler(handler)
                 handler.close()
         else:
-            # O_APPEND: lines from several workers do not overwrite each other.
-            handler = logging.FileHandler(target, mode="a", encoding="utf-8")
-            handler.setFormatter(LineFormatter())
-            setattr(handler, _MARK, target)
-            logger.addHandler(handler)
+            if shared is None:
+                # Every process writes and rotates the one file under a lock (see logfiles).
+                shared = open_handler(log_file.resolve(), rotation)
+                shared.setFormatter(LineFormatter())
+                setattr(shared, _MARK, target)
+            logger.addHandler(shared)
         if name == "pcm_ops_tools":
             logger.setLevel(level.upper())
     # uvicorn's own console handlers (server.console.log) get the same tracebacks.

@@ -65,7 +65,7 @@ def reap(directory: Path) -> list[int]:
             if match and not _alive(int(match.group(1))):
                 dead.add(int(match.group(1)))
     for pid in sorted(dead):
-        mark_process_dead(pid, str(directory))
+        mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
     return sorted(dead)
 
 
@@ -73,4 +73,4 @@ def leave(directory: Path | None) -> None:
     """This worker stops: its live gauges no longer count."""
     if directory is not None:
         with contextlib.suppress(OSError):
-            mark_process_dead(os.getpid(), str(directory))
+            mark_process_dead(os.getpid(), str(directory))  # type: ignore[no-untyped-call]

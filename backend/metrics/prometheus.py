@@ -115,14 +115,14 @@ class PrometheusExport:
     def __init__(self, runtime: FlagRuntime, sessions: sessionmaker[Session]) -> None:
         # `_created` series say when a process first counted a label set: noise for a scrape
         # that adds up several processes (multiprocess mode has none), so none at all.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.directory = multiproc.active()
         self.registry = registry_for(runtime, sessions)
         if self.directory is None:
             self.http = HttpMetrics(self.registry)
         else:
             self.http = HttpMetrics(None)  # this worker's files; the collector reads them all
-            MultiProcessCollector(self.registry, str(self.directory))
+            MultiProcessCollector(self.registry, str(self.directory))  # type: ignore[no-untyped-call]
         self.registry.register(ServerProcessCollector(whole_server=self.directory is not None))
         PlatformCollector(registry=self.registry)
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from backend.db.session import make_engine, session_factory
 from backend.flags import DEFAULT_FLAGS, FlagRuntime
@@ -67,17 +69,81 @@ def test_changes_and_rollbacks_are_counted(client: TestClient, admin_headers: He
     assert after[emergency] == before.get(emergency, 0) + 1
 
 
-def test_request_figures_cover_every_request_of_the_window(
+def families(client: TestClient, headers: Headers) -> dict[str, Metric]:
+    r = client.get("/metrics", headers=headers)
+    assert r.status_code == 200
+    return {f.name: f for f in text_string_to_metric_families(r.text)}
+
+
+def series(family: Metric, suffix: str, **labels: str) -> list[Sample]:
+    return [
+        s
+        for s in family.samples
+        if s.name == family.name + suffix and labels.items() <= s.labels.items()
+    ]
+
+
+def test_request_latency__histogram_in_seconds_by_route_template(
     client: TestClient, admin_headers: Headers
 ) -> None:
-    for _ in range(5):
-        client.get("/api/health")
-    client.app.state.metrics.flush()  # type: ignore[attr-defined]
-    samples = scrape(client, admin_headers)
-    assert samples[("pcm_http_requests_5m", ())] >= 5
-    assert samples[("pcm_http_server_errors_5m", ())] == 0
-    p95 = samples[("pcm_http_request_duration_ms_5m", (("quantile", "0.95"),))]
-    assert p95 > 0
+    # Given: requests for three flags (three raw paths, one route) and an unknown one
+    for d in DEFAULT_FLAGS[:3]:
+        assert client.get(f"/api/feature-flags/{d.name}", headers=admin_headers).is_success
+    assert client.get("/api/feature-flags/no_such_flag", headers=admin_headers).status_code == 404
+    # When
+    found = families(client, admin_headers)
+    # Then: one histogram, in seconds, labelled by the route's template
+    duration = found["pcm_http_request_duration_seconds"]
+    assert duration.type == "histogram"
+    route = "/api/feature-flags/{name}"
+    ok = series(duration, "_count", method="GET", route=route, status="200")
+    assert [s.value for s in ok] == [3]
+    assert [s.value for s in series(duration, "_count", route=route, status="404")] == [1]
+    buckets = series(duration, "_bucket", method="GET", route=route, status="200")
+    bounds = [float(s.labels["le"]) for s in buckets]
+    assert bounds == sorted(bounds) and bounds[0] == 0.001 and bounds[-1] == float("inf")
+    counts = [s.value for s in buckets]
+    assert counts == sorted(counts) and counts[-1] == 3  # cumulative, +Inf is the count
+    assert 0 < series(duration, "_sum", route=route, status="200")[0].value < 3 * 60
+    # No raw path (which would make a series per flag, or per scanned URL) is a label
+    routes = {s.labels["route"] for s in duration.samples}
+    assert not any(d.name in r for r in routes for d in DEFAULT_FLAGS)
+    # The requests counter agrees with the histogram
+    requests = found["pcm_http_requests"]
+    assert requests.type == "counter"
+    assert [s.value for s in series(requests, "_total", route=route, status="200")] == [3]
+
+
+def test_unknown_paths_and_methods__one_series_each(
+    client: TestClient, admin_headers: Headers
+) -> None:
+    for n in range(5):
+        client.get(f"/scan/{n}/wp-login.php")
+    client.request("FOOBAR", "/api/health")
+    duration = families(client, admin_headers)["pcm_http_request_duration_seconds"]
+    unmatched = series(duration, "_count", route="unmatched")
+    assert [(s.labels["method"], s.labels["status"], s.value) for s in unmatched] == [
+        ("GET", "404", 5)
+    ]
+    other = series(duration, "_count", method="other")
+    assert [(s.labels["route"], s.value) for s in other] == [("/api/health", 1)]
+
+
+def test_process_metrics_are_exposed(client: TestClient, admin_headers: Headers) -> None:
+    found = families(client, admin_headers)
+    for name in (
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ):
+        assert found[name].type == "gauge"
+        assert found[name].samples[0].value > 0
+    assert found["process_cpu_seconds"].type == "counter"
+    assert found["process_cpu_seconds"].samples[0].name == "process_cpu_seconds_total"
+    assert found["pcm_server_processes"].samples[0].value == 1  # in-process: this one
+    assert found["pcm_http_requests_in_progress"].samples[0].value == 1  # the scrape itself
 
 
 def test_metrics_need_a_credential(client: TestClient) -> None:
