@@ -164,6 +164,24 @@ def _replaced(path: Path, fh: TextIO) -> bool:
         return False  # renamed, the new one not created yet: the old one is still complete
 
 
+def _rotated_between(path: Path, old: int, new: int) -> list[Path]:
+    """The rotated copies of `path` newer than the file with inode `old` and older than the
+    one with inode `new`, oldest first; none when `old` is no longer among them."""
+    found: list[tuple[Path, int]] = []
+    for copy in rotated_copies(path):
+        with contextlib.suppress(OSError):
+            found.append((copy, copy.stat().st_ino))
+    inodes = [inode for _, inode in found]
+    if old not in inodes:
+        return []
+    between = []
+    for copy, inode in found[inodes.index(old) + 1 :]:
+        if inode == new:
+            break
+        between.append(copy)
+    return between
+
+
 def follow(path: Path, fh: TextIO, *, flags: bool, errors: bool) -> None:
     """Print lines as they are appended to `path` (tail -F), from where `fh` stands; goes on in
     the new file when the log is rotated, and from the start when it is truncated."""
@@ -178,12 +196,16 @@ def follow(path: Path, fh: TextIO, *, flags: bool, errors: bool) -> None:
                 continue
             # At the end, maybe with half a line: wait for the writer to finish it.
             if _replaced(path, fh):
-                # Rotated: nothing is written to the old file after its rename, so what
-                # is left in it now is all of it; then go on with the new file.
-                rest = fh.read()
+                # Rotated: nothing is written to the old file after its rename, so what is
+                # left in it now is all of it; then the copies rotated since (several
+                # rotations between two looks), then the new file.
+                pending += fh.read()
+                old = os.fstat(fh.fileno()).st_ino
                 fh.close()
                 fh = path.open(errors="replace")
-                pending += rest
+                for copy in _rotated_between(path, old, os.fstat(fh.fileno()).st_ino):
+                    with contextlib.suppress(OSError):
+                        pending += copy.read_text(errors="replace")
                 for line in pending.splitlines():
                     if matches(line, flags=flags, errors=errors):
                         console.print(line, markup=False)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timedelta
 
 import pytest
 
-from backend.cli.logs import parse_since
+from backend.cli.logs import error_lines, parse_since
 from tests.cli.conftest import Cli
 
 
@@ -73,3 +74,42 @@ def test_parse_since() -> None:
     assert parse_since("2025-08-24T09:00", now).hour == 9
     with pytest.raises(ValueError):
         parse_since("soon", now)
+
+
+def test_lines_before_a_rotation__read_from_the_rotated_copies(cli: Cli) -> None:
+    # Given: a log rotated twice, the flag lines spread over the copies and the current file
+    now = datetime.now()
+    logs = cli.log_file.parent
+    logs.mkdir(parents=True)
+
+    def entry(level: str, message: str, minutes_ago: float) -> str:
+        moment = stamp(now - timedelta(minutes=minutes_ago))
+        return f"{moment} {level} [pid 4] pcm_ops_tools: {message}"
+
+    flag = "Feature flag {} changed: on -> off"
+    files = {
+        "pcm_ops_tools.log.2": [entry("INFO", flag.format("a"), 180), entry("ERROR", "old", 180)],
+        "pcm_ops_tools.log.1": [entry("INFO", flag.format("b"), 5), entry("ERROR", "recent", 5)],
+        "pcm_ops_tools.log": [entry("INFO", flag.format("c"), 1)],
+    }
+    for age, (name, lines) in zip((180, 5, 1), files.items(), strict=True):
+        path = logs / name
+        path.write_text("\n".join(lines) + "\n")
+        written = (now - timedelta(minutes=age)).timestamp()
+        os.utime(path, (written, written))
+    # When / Then: the tail goes back into the copies, oldest first
+    flags = json.loads(cli("logs", "--flags", "-n", "2", "--json").stdout)["lines"]
+    assert [line.rsplit(": ", 2)[1] for line in flags] == [
+        "Feature flag b changed",
+        "Feature flag c changed",
+    ]
+    every = json.loads(cli("logs", "--flags", "--json").stdout)["lines"]
+    assert len(every) == 3 and "flag a" in every[0]
+    # The errors since a moment come from the copies written since then only
+    recent = json.loads(cli("logs", "--errors", "--since", "30m", "--json").stdout)["lines"]
+    assert len(recent) == 1 and recent[0].endswith("recent")
+    since = now.astimezone() - timedelta(hours=4)
+    assert [line.rsplit(": ", 1)[1] for line in error_lines(cli.log_file, since)] == [
+        "old",
+        "recent",
+    ]

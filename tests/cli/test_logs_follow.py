@@ -160,3 +160,40 @@ def test_follow_waits_for_the_end_of_a_line(
         time.sleep(0.6)  # the follower polls every 0.2 s: it sees the first piece alone
         fh.write(line[cut:] + "\n")
     assert follower.read_until("Feature flag c") + follower.drain() == [line]
+
+
+# Another process logging through the server's set-up, with a log rotated every 600 bytes.
+WRITER = """
+import logging, sys, time
+from pathlib import Path
+from backend.core.log import configure_logging
+from backend.core.logfiles import Rotation
+configure_logging(Path(sys.argv[1]), rotation=Rotation(max_bytes=600, backups=1000))
+log = logging.getLogger("pcm_ops_tools.flags")
+for n in range(int(sys.argv[2])):
+    log.info("Feature flag rotated%d changed: on -> off", n)
+    if n % 10 == 9:
+        time.sleep(0.5)  # the follower looks between rotations, and misses some
+"""
+
+
+def test_follow_goes_on_in_the_new_file_after_a_rotation(
+    follow: Callable[..., Follower], log_file: Path
+) -> None:
+    # Given: a follower of the flag lines
+    follower = follow("--flags")
+    follower.read_until("Feature flag old")
+    # When: another process writes 40 flag lines, the log rotating every few of them
+    count = 40
+    writer = subprocess.run(
+        [sys.executable, "-c", WRITER, str(log_file), str(count)],
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+    )
+    assert writer.returncode == 0
+    # Then: every line is printed once, in order, although it was written to several files
+    printed = follower.read_until(f"Feature flag rotated{count - 1} ") + follower.drain()
+    assert [line.split(": ", 1)[1] for line in printed] == [
+        f"Feature flag rotated{n} changed: on -> off" for n in range(count)
+    ]
+    assert len(list(log_file.parent.glob("pcm_ops_tools.log.*"))) > 5

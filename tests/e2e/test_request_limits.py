@@ -3,7 +3,6 @@ errors, oversized and deeply nested bodies are refused, huge ids are bad input."
 
 from __future__ import annotations
 
-import re
 import socket
 import time
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import Server
 
@@ -25,16 +25,20 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
 
 
-def gauge(text: str, name: str) -> float:
-    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
-    assert match, f"{name} missing from /metrics"
-    return float(match.group(1))
+def counted(text: str, sample: str) -> float:
+    """A counter summed over its series (0 before its first count)."""
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == sample
+    )
 
 
 def metrics(server: Server) -> tuple[float, float]:
     with server.client() as http:
         text = http.get("/metrics").text
-    return gauge(text, "pcm_http_requests_5m"), gauge(text, "pcm_http_server_errors_5m")
+    return counted(text, "pcm_http_requests_total"), counted(text, "pcm_http_server_errors_total")
 
 
 def hang_up_mid_body(server: Server, path: str, content_type: str, head: bytes) -> None:
