@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from concurrent_log_handler import ConcurrentRotatingFileHandler, ConcurrentTimedRotatingFileHandler
 
-from backend.core.filemodes import FILE_MODE
+from backend.core.filemodes import FILE_MODE, create_private_file
 
 if TYPE_CHECKING:
     from backend.core.config import Settings
@@ -48,7 +48,7 @@ class Rotation:
 def open_handler(path: Path, rotation: Rotation) -> logging.Handler:
     """A handler that appends to `path` and rotates it safely across processes."""
     if rotation.when:
-        return ConcurrentTimedRotatingFileHandler(
+        handler = ConcurrentTimedRotatingFileHandler(
             str(path),
             when=rotation.when,
             backupCount=rotation.backups,
@@ -56,6 +56,10 @@ def open_handler(path: Path, rotation: Rotation) -> logging.Handler:
             encoding="utf-8",
             chmod=FILE_MODE,
         )
+        # It rotates at once when the period ended while nothing ran; the runbook's
+        # `tail -f` and `grep` want a file there before the next line is written.
+        create_private_file(path)
+        return handler
     return ConcurrentRotatingFileHandler(
         str(path),
         mode="a",

@@ -121,3 +121,23 @@ def test_rotation_settings__defaults_and_clear_errors(monkeypatch: pytest.Monkey
             env.setenv(name, bad)
             with pytest.raises(ConfigurationError, match=name[4:].lower()):
                 from_environ()
+
+
+def test_by_time__a_period_that_ended_while_nothing_ran__rotated_and_a_file_is_there(
+    tmp_path: Path,
+) -> None:
+    # Given: a log whose hourly period ended before the next start (the lock file keeps when)
+    log_file = tmp_path / "pcm_ops_tools.log"
+    hourly = Rotation(max_bytes=0, backups=5, when="H")
+    configure_logging(log_file, rotation=hourly)
+    logging.getLogger("pcm_ops_tools.test").warning("yesterday")
+    logging.getLogger("pcm_ops_tools").handlers[0].close()
+    lock = tmp_path / ".__pcm_ops_tools.lock"
+    lock.write_text(str(int(time.time()) - 60))  # the next rotation was due a minute ago
+    # When: the next process sets up logging, writing nothing yet
+    configure_logging(log_file, rotation=Rotation(max_bytes=0, backups=6, when="H"))
+    # Then: the old lines are in a copy, and the runbook's `tail -f` finds a (new) file
+    copies = rotated_copies(log_file)
+    assert len(copies) == 1 and copies[0].read_text().endswith("yesterday\n")
+    assert log_file.exists() and log_file.read_text() == ""
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
