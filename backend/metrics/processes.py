@@ -30,18 +30,22 @@ def supervisor_pid() -> int:
     return parent.pid if parent is not None and parent.pid is not None else os.getpid()
 
 
-def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid`."""
+def children(pid: int, proc: Path = PROC) -> list[int]:
+    """The processes whose parent is `pid` (`proc`: where procfs is mounted)."""
     found: set[int] = set()
-    try:
-        for task in (PROC / str(pid) / "task").iterdir():
-            with contextlib.suppress(OSError):
-                found.update(int(c) for c in (task / "children").read_text().split())
+    readable = False
+    with contextlib.suppress(OSError):
+        for task in (proc / str(pid) / "task").iterdir():
+            try:
+                listed = (task / "children").read_text()
+            except OSError:
+                continue
+            readable = True
+            found.update(int(c) for c in listed.split())
+    if readable:
         return sorted(found)
-    except OSError:
-        pass
     # Kernels without /proc/<pid>/task/<tid>/children: read every process's parent.
-    for entry in PROC.iterdir():
+    for entry in proc.iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, ValueError, IndexError):
                 if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
