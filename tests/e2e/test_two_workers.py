@@ -61,18 +61,23 @@ def total(families: dict[str, Metric], family: str, sample: str, **labels: str) 
     )
 
 
+def histogram_count(families: dict[str, Metric], **labels: str) -> float:
+    """The latency histogram's `_count` summed over the series that carry `labels`."""
+    return total(
+        families,
+        "pcm_http_request_duration_seconds",
+        "pcm_http_request_duration_seconds_count",
+        **labels,
+    )
+
+
 def per_worker(server: Server, route: str) -> dict[int, float]:
     """Requests of `route` counted in each worker's own file."""
     counts: dict[int, float] = {}
     for path in (server.data_dir / "prometheus_multiproc").glob("histogram_*.db"):
         pid = int(path.stem.rsplit("_", 1)[1])
         merged = {m.name: m for m in MultiProcessCollector.merge([str(path)])}  # type: ignore[no-untyped-call]
-        counts[pid] = total(
-            merged,
-            "pcm_http_request_duration_seconds",
-            "pcm_http_request_duration_seconds_count",
-            route=route,
-        )
+        counts[pid] = histogram_count(merged, route=route)
     return {pid: n for pid, n in counts.items() if n}
 
 
@@ -87,37 +92,33 @@ def flag_requests(server: Server, count: int) -> int:
 
 def test_histogram_count__every_request_whichever_worker_answers(live: Server) -> None:
     # Given: N requests of one route, served by both workers
-    before = total(
-        scrape(live),
-        "pcm_http_request_duration_seconds",
-        "pcm_http_request_duration_seconds_count",
-        route=FLAG_ROUTE,
-    )
+    before = histogram_count(scrape(live), route=FLAG_ROUTE)
     made = 0
     for _ in range(20):
         made += flag_requests(live, 20)
         if len(per_worker(live, FLAG_ROUTE)) == 2:
             break
     assert len(per_worker(live, FLAG_ROUTE)) == 2, "every request went to one worker"
-    # When: scrapes, until each worker has answered some
+    # When: scrapes, three at a time (so that a busy worker leaves the next to the other),
+    # until each worker has answered some
     answered_before = per_worker(live, "/metrics")
-    counts = []
-    for _ in range(200):
-        counts.append(
-            total(
-                scrape(live),
-                "pcm_http_request_duration_seconds",
-                "pcm_http_request_duration_seconds_count",
-                route=FLAG_ROUTE,
-                method="GET",
-            )
-        )
+
+    def counted(_: int) -> float:
+        families = scrape(live)
+        return histogram_count(families, route=FLAG_ROUTE, method="GET")
+
+    def both_answered() -> bool:
         answered = per_worker(live, "/metrics")
-        if len([p for p in answered if answered[p] > answered_before.get(p, 0)]) == 2:
-            break
+        return len([p for p in answered if answered[p] > answered_before.get(p, 0)]) == 2
+
+    counts: list[float] = []
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(40):
+            counts += pool.map(counted, range(6))
+            if both_answered():
+                break
     # Then: both answered, and every scrape counted every request
-    answered = per_worker(live, "/metrics")
-    assert len([p for p in answered if answered[p] > answered_before.get(p, 0)]) == 2
+    assert both_answered(), "one worker answered every scrape"
     assert set(counts) == {before + made}
 
 
@@ -211,13 +212,8 @@ def test_log_rotates__every_line_once_in_owner_only_files(live: Server) -> None:
 
 def test_a_killed_worker__its_counts_stay(live: Server) -> None:
     # Given
-    made = flag_requests(live, 12)
-    before = total(
-        scrape(live),
-        "pcm_http_request_duration_seconds",
-        "pcm_http_request_duration_seconds_count",
-        route=FLAG_ROUTE,
-    )
+    flag_requests(live, 12)
+    before = histogram_count(scrape(live), route=FLAG_ROUTE)
     victim = max(per_worker(live, FLAG_ROUTE))
     # When: a worker dies (uvicorn starts another)
     os.kill(victim, signal.SIGKILL)
@@ -228,14 +224,7 @@ def test_a_killed_worker__its_counts_stay(live: Server) -> None:
     # Then: what it counted is still counted, by whichever worker answers
     for _ in range(10):
         after = scrape(live)
-        assert (
-            total(
-                after,
-                "pcm_http_request_duration_seconds",
-                "pcm_http_request_duration_seconds_count",
-                route=FLAG_ROUTE,
-            )
-            == before
-        )
-    assert made and before > 0
+        assert histogram_count(after, route=FLAG_ROUTE) == before
+    assert before >= 12
+    # and its live gauge (requests in progress) no longer counts
     assert not (live.data_dir / "prometheus_multiproc" / f"gauge_livesum_{victim}.db").exists()
