@@ -148,13 +148,14 @@ class Sample:
     def describe(self) -> str:
         when = f"{self.start:%H:%M}"
         if self.step > timedelta(minutes=1):
-            when += f"–{self.start + self.step:%H:%M}"
+            when += f" to {self.start + self.step:%H:%M}"
             p95 = f"worst minute's p95 {_ms(self.p95_ms)}"
         else:
             p95 = f"p95 {_ms(self.p95_ms)}"
         return (
             f"{when} UTC: {self.requests} requests, {p95}, "
-            f"{self.errors} server errors ({self.error_percent:.1f} %)"
+            f"{self.errors} server error{'' if self.errors == 1 else 's'} "
+            f"({self.error_percent:.1f} %)"
         )
 
 

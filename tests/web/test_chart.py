@@ -3,6 +3,7 @@ grouping of markers that would overlap."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -62,7 +63,7 @@ def test_nice_step__not_a_positive_number__refused(raw: float) -> None:
 @pytest.mark.parametrize("high", [0.004, 0.7, 1, 3, 9.9, 10, 47, 100, 733, 1000, 5000, 123456])
 def test_nice_ticks__any_maximum__round_steps_from_zero_covering_it(high: float) -> None:
     ticks = nice_ticks(high)
-    steps = {round(b - a, 12) for a, b in zip(ticks, ticks[1:], strict=False)}
+    steps = {round(b - a, 12) for a, b in itertools.pairwise(ticks)}
     assert ticks[0] == 0 and ticks[-1] >= high
     assert len(steps) == 1 and is_round(steps.pop())
     assert 3 <= len(ticks) <= 7
@@ -118,8 +119,7 @@ def test_time_ticks__any_span__few_round_times_inside_it(span: timedelta) -> Non
     ticks = time_ticks(NOW - span, NOW)
     assert 2 <= len(ticks) <= MAX_TIME_TICKS
     assert all(NOW - span <= t <= NOW for t in ticks)
-    assert all(t.second == 0 and t.minute % 5 in (0, 1, 2, 3, 4) for t in ticks)
-    steps = {b - a for a, b in zip(ticks, ticks[1:], strict=False)}
+    steps = {b - a for a, b in itertools.pairwise(ticks)}
     assert len(steps) == 1
     step = steps.pop()
     assert step / timedelta(minutes=1) in (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720)
@@ -145,7 +145,7 @@ def test_downsample__worst_minute_p95_kept() -> None:
     points = [point(start, p95=5), point(start + timedelta(minutes=1), p95=500)]
     (sample,) = downsample(points, timedelta(minutes=5))
     assert sample.p95_ms == 500 and sample.requests == 20
-    assert "16:00–16:05 UTC" in sample.describe() and "worst minute" in sample.describe()
+    assert "16:00 to 16:05 UTC" in sample.describe() and "worst minute" in sample.describe()
 
 
 def change(at: datetime, name: str = "xss_protection_enabled") -> Marker:
