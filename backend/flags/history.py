@@ -33,7 +33,7 @@ class HistoryFilter:
     since: datetime | None = None
     until: datetime | None = None
 
-    def events(self) -> Select[tuple[AuditEvent]]:
+    def events(self) -> Select[AuditEvent]:
         q = select(AuditEvent)
         if self.flag:
             q = q.where(AuditEvent.flag_name == self.flag)
@@ -47,7 +47,7 @@ class HistoryFilter:
             q = q.where(AuditEvent.at < self.until)
         return q
 
-    def records(self) -> Select[tuple[RollbackRecord]]:
+    def records(self) -> Select[RollbackRecord]:
         q = select(RollbackRecord)
         if self.flag:
             q = q.where(RollbackRecord.feature.in_([self.flag, "ALL"]))
@@ -127,7 +127,7 @@ def history_page(
 
 
 def _complete_groups(
-    session: Session, base: Select[tuple[AuditEvent]], rows: list[AuditEvent]
+    session: Session, base: Select[AuditEvent], rows: list[AuditEvent]
 ) -> list[AuditEvent]:
     """`rows` with the missing events of the rollbacks at either end (ids descending)."""
     if not rows:

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from backend.metrics.recorder import Point
 
@@ -22,7 +23,7 @@ RANGES: dict[str, tuple[timedelta, str]] = {
     "6h": (timedelta(hours=6), "6 h"),
     "24h": (timedelta(hours=24), "24 h"),
 }
-DEFAULT_RANGE = "1h"
+DEFAULT_RANGE: Final = "1h"
 # A fitted axis is never shorter than this, so that one minute of data is not a full-width blur.
 MIN_SPAN = timedelta(minutes=5)
 # Candidate steps of the time axis and of the downsampling, in minutes.
@@ -31,13 +32,29 @@ SAMPLE_STEPS = (1, 2, 5, 10, 15, 30, 60)
 MAX_TIME_TICKS = 6
 MAX_SAMPLES = 180
 # SVG geometry (viewBox units); the SVG scales to its container's width.
-WIDTH = 640
 LEFT, RIGHT = 58, 14
 FONT_PX = 11
 CHAR_PX = 6.4  # mean advance of an 11 px sans-serif character, for label collision checks
 LABEL_ROW_PX = 14
 LABEL_ROWS = 3
 CLUSTER_PX = 40.0  # markers closer than this become one group
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """One drawing of the chart: text keeps its size only if the viewBox is about as wide as
+    the screen, so phones get a narrower drawing with fewer ticks (CSS shows one of them)."""
+
+    name: str
+    width: int
+    max_ticks: int
+    max_samples: int
+    latency_height: int
+    errors_height: int
+
+
+WIDE = Layout("wide", 640, MAX_TIME_TICKS, MAX_SAMPLES, 150, 90)
+NARROW = Layout("narrow", 360, 4, 90, 130, 70)
 
 
 # --- axes -----------------------------------------------------------------------------------
@@ -99,17 +116,17 @@ def fitted_window(
     return start, now
 
 
-def time_step(span: timedelta) -> timedelta:
-    """The smallest round step that puts at most MAX_TIME_TICKS ticks on `span`."""
+def time_step(span: timedelta, max_ticks: int = MAX_TIME_TICKS) -> timedelta:
+    """The smallest round step that puts at most `max_ticks` ticks on `span`."""
     for minutes in TIME_STEPS:
-        if span / timedelta(minutes=minutes) <= MAX_TIME_TICKS:
+        if span / timedelta(minutes=minutes) <= max_ticks:
             return timedelta(minutes=minutes)
     return timedelta(minutes=TIME_STEPS[-1])
 
 
-def time_ticks(start: datetime, end: datetime) -> list[datetime]:
+def time_ticks(start: datetime, end: datetime, max_ticks: int = MAX_TIME_TICKS) -> list[datetime]:
     """Round UTC times (multiples of the step since midnight) between `start` and `end`."""
-    step = int(time_step(end - start).total_seconds())
+    step = int(time_step(end - start, max_ticks).total_seconds())
     first = math.ceil(start.timestamp() / step) * step
     return [datetime.fromtimestamp(t, UTC) for t in range(first, int(end.timestamp()) + 1, step)]
 
@@ -120,10 +137,10 @@ def time_label(moment: datetime) -> str:
     return moment.strftime("%d %b") if (moment.hour, moment.minute) == (0, 0) else f"{moment:%H:%M}"
 
 
-def sample_step(span: timedelta) -> timedelta:
-    """How many minutes one plotted sample covers, so that a range has <= MAX_SAMPLES."""
+def sample_step(span: timedelta, max_samples: int = MAX_SAMPLES) -> timedelta:
+    """How many minutes one plotted sample covers, so that a range has <= `max_samples`."""
     for minutes in SAMPLE_STEPS:
-        if span / timedelta(minutes=minutes) <= MAX_SAMPLES:
+        if span / timedelta(minutes=minutes) <= max_samples:
             return timedelta(minutes=minutes)
     return timedelta(minutes=SAMPLE_STEPS[-1])
 
@@ -209,6 +226,17 @@ class MarkerGroup:
     emergency: bool
     members: tuple[Marker, ...]
 
+    @property
+    def changes(self) -> int:
+        return sum(m.changes for m in self.members)
+
+    @property
+    def when(self) -> str:
+        """The group's time span, to the second (UTC)."""
+        first, last = self.members[0].at, self.members[-1].at
+        text = f"{first:%H:%M:%S}"
+        return text if f"{last:%H:%M:%S}" == text else f"{text} to {last:%H:%M:%S}"
+
 
 def group_markers(
     markers: Sequence[Marker], x_of: dict[int, float], *, left: float, right: float
@@ -289,6 +317,7 @@ class Panel:
 
 @dataclass(frozen=True, slots=True)
 class Chart:
+    layout: str
     width: int
     left: float
     right: float
@@ -377,7 +406,7 @@ def build_chart(
     *,
     now: datetime,
     range_key: str = DEFAULT_RANGE,
-    width: int = WIDTH,
+    layout: Layout = WIDE,
 ) -> Chart:
     """The latency and error panels of the chosen range, fitted to the data inside it."""
     reach = RANGES[range_key][0]
@@ -387,13 +416,13 @@ def build_chart(
     first = min([p.minute for p in points] + [m.at for m in markers], default=None)
     start, end = fitted_window(now, reach, first)
     span = (end - start).total_seconds()
-    left, right = float(LEFT), float(width - RIGHT)
+    left, right = float(LEFT), float(layout.width - RIGHT)
 
     def x(moment: datetime) -> float:
         offset = (moment - start).total_seconds() / span
         return round(left + (right - left) * min(max(offset, 0.0), 1.0), 1)
 
-    step = sample_step(end - start)
+    step = sample_step(end - start, layout.max_samples)
     samples = downsample(points, step)
     x_of = {s.start: x(max(s.start, start)) for s in samples}
     groups = group_markers(
@@ -408,7 +437,7 @@ def build_chart(
             "p95_ms",
             x_of,
             top=24 + rows * LABEL_ROW_PX,
-            plot_height=150,
+            plot_height=layout.latency_height,
             marker_labels=True,
         ),
         _panel(
@@ -418,20 +447,74 @@ def build_chart(
             "error_percent",
             x_of,
             top=24,
-            plot_height=90,
+            plot_height=layout.errors_height,
             marker_labels=False,
         ),
     ]
     return Chart(
-        width=width,
+        layout=layout.name,
+        width=layout.width,
         left=left,
         right=right,
         start=start,
         end=end,
         range_key=range_key,
         sample_minutes=int(step.total_seconds() // 60),
-        x_ticks=[Tick(x(t), time_label(t)) for t in time_ticks(start, end)],
+        x_ticks=[Tick(x(t), time_label(t)) for t in time_ticks(start, end, layout.max_ticks)],
         markers=groups,
         panels=panels,
         empty=not points,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChartSet:
+    """The same chart drawn for wide screens and for phones."""
+
+    wide: Chart
+    narrow: Chart
+
+    @property
+    def drawings(self) -> tuple[Chart, Chart]:
+        return (self.wide, self.narrow)
+
+    # The range, the time span, the markers and the emptiness are the same in both drawings.
+    @property
+    def range_key(self) -> str:
+        return self.wide.range_key
+
+    @property
+    def ranges(self) -> list[tuple[str, str]]:
+        return self.wide.ranges
+
+    @property
+    def range_text(self) -> str:
+        return self.wide.range_text
+
+    @property
+    def start(self) -> datetime:
+        return self.wide.start
+
+    @property
+    def end(self) -> datetime:
+        return self.wide.end
+
+    @property
+    def empty(self) -> bool:
+        return self.wide.empty
+
+    @property
+    def markers(self) -> list[MarkerGroup]:
+        return self.wide.markers
+
+
+def build_charts(
+    points: Sequence[Point], markers: Sequence[Marker], *, now: datetime, range_key: str
+) -> ChartSet:
+    """The chart of `range_key` in both layouts."""
+    return ChartSet(
+        *(
+            build_chart(points, markers, now=now, range_key=range_key, layout=layout)
+            for layout in (WIDE, NARROW)
+        )
     )

@@ -15,7 +15,7 @@ from backend.flags.history import changes_since
 from backend.flags.models import AuditEvent
 from backend.metrics.recorder import timeline
 from backend.web.access import PageViewer
-from backend.web.chart import DEFAULT_RANGE, RANGES, Chart, Marker, build_chart
+from backend.web.chart import DEFAULT_RANGE, RANGES, ChartSet, Marker, build_charts
 from backend.web.templating import page
 
 router = APIRouter(include_in_schema=False)
@@ -58,11 +58,11 @@ def markers_of(events: list[AuditEvent]) -> list[Marker]:
     return sorted(markers, key=lambda m: m.at)
 
 
-def flag_chart(s: Session, range_key: str = DEFAULT_RANGE, now: datetime | None = None) -> Chart:
+def flag_chart(s: Session, range_key: str = DEFAULT_RANGE, now: datetime | None = None) -> ChartSet:
     """The chart of the last `range_key` (a key of RANGES), fitted to the data inside it."""
     now = now or datetime.now(UTC)
     since = now - RANGES[range_key][0]
-    return build_chart(
+    return build_charts(
         timeline(s, since=since),
         markers_of(changes_since(s, since)),
         now=now,

@@ -3,6 +3,7 @@ data across the plot, a range picker that changes the axis, markers labelled and
 
 from __future__ import annotations
 
+import itertools
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
@@ -39,8 +40,10 @@ def seed_minutes(sessions: sessionmaker[Session], minutes_ago: range, slow_ms: f
             )
 
 
-def charts(page: str) -> list[ET.Element]:
-    svgs = re.findall(r"<svg .*?</svg>", page, flags=re.S)
+def charts(page: str, layout: str = "wide") -> list[ET.Element]:
+    """The SVGs of one drawing: "wide" for screens, "narrow" for phones."""
+    drawing = page.split(f'<div class="drawing drawing-{layout}">', 1)[1].split("</div>", 1)[0]
+    svgs = re.findall(r"<svg .*?</svg>", drawing, flags=re.S)
     assert svgs, "no chart on the page"
     return [ET.fromstring(s.replace("<svg ", f'<svg xmlns="{SVG[1:-1]}" ', 1)) for s in svgs]
 
@@ -63,25 +66,27 @@ def measured(sessions: sessionmaker[Session]) -> None:
     seed_minutes(sessions, range(40), 2000)
 
 
+@pytest.mark.parametrize("layout", ["wide", "narrow"])
 def test_timeline__each_chart_one_y_axis_label_and_round_ticks(
-    client: TestClient, admin_headers: dict[str, str], measured: None
+    client: TestClient, admin_headers: dict[str, str], measured: None, layout: str
 ) -> None:
-    latency, errors = charts(client.get("/timeline", headers=admin_headers).text)
+    latency, errors = charts(client.get("/timeline", headers=admin_headers).text, layout)
     for svg, unit in ((latency, "s"), (errors, "%")):
         assert len(by_class(svg, "y-label")) == 1
         labels = [t.text or "" for t in by_class(svg, "y-tick")]
         assert all(label.endswith(f" {unit}") for label in labels), labels
         values = [number(label) for label in labels]
-        steps = {round(b - a, 9) for a, b in zip(values, values[1:], strict=False)}
+        steps = {round(b - a, 9) for a, b in itertools.pairwise(values)}
         assert values[0] == 0 and len(steps) == 1 and is_round(steps.pop()), labels
     assert [t.text for t in by_class(latency, "y-label")] == ["p95 latency"]
-    assert number((by_class(latency, "y-tick")[-1].text or "")) >= 2  # the 2 s tail fits
+    assert number(by_class(latency, "y-tick")[-1].text or "") >= 2  # the 2 s tail fits
 
 
+@pytest.mark.parametrize("layout", ["wide", "narrow"])
 def test_timeline__data_spans_the_plot_width(
-    client: TestClient, admin_headers: dict[str, str], measured: None
+    client: TestClient, admin_headers: dict[str, str], measured: None, layout: str
 ) -> None:
-    latency = charts(client.get("/timeline?range=6h", headers=admin_headers).text)[0]
+    latency = charts(client.get("/timeline?range=6h", headers=admin_headers).text, layout)[0]
     axis = [float(x.get("x1") or 0) for x in by_class(latency, "gridline")]
     left = min(axis)
     right = max(float(x.get("x2") or 0) for x in by_class(latency, "gridline"))
