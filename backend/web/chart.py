@@ -33,11 +33,11 @@ MAX_TIME_TICKS = 6
 MAX_SAMPLES = 180
 # SVG geometry (viewBox units); the SVG scales to its container's width.
 LEFT, RIGHT = 58, 14
-FONT_PX = 11
 CHAR_PX = 6.4  # mean advance of an 11 px sans-serif character, for label collision checks
 LABEL_ROW_PX = 14
 LABEL_ROWS = 3
 CLUSTER_PX = 40.0  # markers closer than this become one group
+TITLE_LINES = 15  # a group's tooltip names this many changes, then says how many more
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +238,13 @@ class MarkerGroup:
         return text if f"{last:%H:%M:%S}" == text else f"{text} to {last:%H:%M:%S}"
 
 
+def _listing(members: Sequence[Marker]) -> str:
+    lines = [m.detail for m in members[:TITLE_LINES]]
+    if len(members) > TITLE_LINES:
+        lines.append(f"… and {len(members) - TITLE_LINES} more (see the history)")
+    return "\n".join(lines)
+
+
 def group_markers(
     markers: Sequence[Marker], x_of: dict[int, float], *, left: float, right: float
 ) -> list[MarkerGroup]:
@@ -276,7 +283,7 @@ def group_markers(
                 label_x=round(label_x, 1),
                 label_row=row,
                 anchor=anchor,
-                title="\n".join(m.detail for m in members),
+                title=_listing(members),
                 emergency=any(m.emergency for m in members),
                 members=members,
             )

@@ -224,3 +224,12 @@ def test_build_chart__a_minute_without_requests__breaks_the_line() -> None:
 def test_build_chart__markers_outside_the_range__left_out() -> None:
     chart = build_chart([], [change(NOW - timedelta(hours=2)), change(NOW)], now=NOW)
     assert len(chart.markers) == 1 and chart.empty
+
+
+def test_group_markers__many_close_changes__tooltip_names_some_and_counts_the_rest() -> None:
+    markers = [change(NOW + timedelta(seconds=i), f"flag_{i}") for i in range(40)]
+    (group,) = group_markers(markers, dict.fromkeys(range(40), 300.0), left=58, right=626)
+    lines = group.title.splitlines()
+    assert lines[0] == markers[0].detail and len(lines) == 16
+    assert lines[-1] == "… and 25 more (see the history)"
+    assert group.label == "40 changes" and len(group.members) == 40

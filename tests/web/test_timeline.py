@@ -163,3 +163,20 @@ def test_dashboard__chart_partial__same_svg_and_picker_links_to_timeline(
     latency = charts(page)[0]
     assert len(by_class(latency, "y-label")) == 1
     assert 'href="/timeline?range=6h"' in page
+
+
+def test_chart_pages__strict_csp_kept__no_style_attribute_or_inline_script(
+    client: TestClient, admin_headers: dict[str, str], measured: None
+) -> None:
+    # (an emergency rollback would switch the CSP itself off: xss_protection_enabled)
+    client.post(
+        "/api/feature-flags/toggle",
+        headers=admin_headers,
+        json={"flag_name": "thread_safe_sessions", "enabled": False, "reason": "drill"},
+    )
+    for path in ("/timeline?range=24h", "/", "/history"):
+        r = client.get(path, headers=admin_headers)
+        policy = r.headers["content-security-policy"]
+        assert "unsafe-inline" not in policy and "style-src 'self' 'nonce-" in policy
+        assert " style=" not in r.text and "<style" not in r.text, path
+        assert "<script>" not in r.text and " on" + "click=" not in r.text, path
