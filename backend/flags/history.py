@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, exists, select
+from sqlalchemy import ColumnElement, Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from backend.flags.models import AuditEvent, RollbackRecord
@@ -135,9 +135,19 @@ def _complete_groups(
     edges = {rows[0].rollback_record_id, rows[-1].rollback_record_id} - {None}
     if not edges:
         return rows
+    # One rollback's events have consecutive ids (written in one transaction under the store
+    # lock), so the missing ones lie within as many ids of the page as the record changed.
+    reach = max(
+        len(r.changes)
+        for r in session.scalars(select(RollbackRecord).where(RollbackRecord.id.in_(edges)))
+    )
     have = {e.id for e in rows}
     extra = session.scalars(
-        base.where(AuditEvent.rollback_record_id.in_(edges), AuditEvent.id.not_in(have))
+        base.where(
+            AuditEvent.id.between(rows[-1].id - reach, rows[0].id + reach),
+            AuditEvent.rollback_record_id.in_(edges),
+            AuditEvent.id.not_in(have),
+        )
     )
     return sorted([*rows, *extra], key=lambda e: e.id, reverse=True)
 
@@ -168,8 +178,8 @@ def _entries(
         else:
             groups[rid] = RecordGroup(records[rid], [e])
             entries.append(groups[rid])
-    has_events = exists().where(AuditEvent.rollback_record_id == RollbackRecord.id)
-    window: list[ColumnElement[bool]] = [~has_events]
+    # A record lists the flags it changed, and each has its event: an empty list, no events.
+    window: list[ColumnElement[bool]] = [func.json_array_length(RollbackRecord.changes) == 0]
     if lower is not None:
         window.append(RollbackRecord.started_at >= lower)
     if upper is not None:

@@ -3,15 +3,20 @@ groups that are never cut in two, records that changed nothing, filters."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.core.config import Settings
+from backend.db.init_db import init_db
+from backend.db.session import make_engine, session_factory
 from backend.flags import DEFAULT_FLAGS, service
 from backend.flags.history import HistoryFilter, HistoryPage, RecordGroup, history_page
 from backend.flags.models import AuditEvent, FlagRow
+from tests.postgres import scratch_database
 
 FLAG = "thread_safe_sessions"
 
@@ -193,3 +198,37 @@ def test_history_page__time_filter__until_is_exclusive(sessions: sessionmaker[Se
 def test_history_page__before_and_after__refused(sessions: sessionmaker[Session]) -> None:
     with pytest.raises(ValueError, match="not both"):
         page(sessions, before=5, after=1)
+
+
+@pytest.fixture
+def pg_sessions(make_settings: Callable[..., Settings]) -> Iterator[sessionmaker[Session]]:
+    """A fresh database on the real PostgreSQL server, migrated and seeded."""
+    with scratch_database("pcm_history") as (_name, url):
+        init_db(make_settings(database_url=url))
+        engine = make_engine(url)
+        try:
+            yield session_factory(engine)
+        finally:
+            engine.dispose()
+
+
+def test_history_page__on_postgresql__same_pages_groups_and_empty_records(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    # Given toggles, a rollback, toggles, and a rollback that changed nothing, on PostgreSQL
+    flip(pg_sessions, 4, "csrf_tokens_enabled")
+    all_on(pg_sessions)
+    record_id = emergency(pg_sessions)
+    flip(pg_sessions, 2)
+    empty_id = emergency(pg_sessions, reason="nothing left")
+    # When pages of 5 are walked
+    pages = walk_older(pg_sessions, limit=5)
+    # Then every event is on one page, the rollback whole, the empty record first
+    seen = [i for p in pages for i in event_ids(p)]
+    with pg_sessions() as s:
+        assert sorted(seen) == list(s.scalars(select(AuditEvent.id).order_by(AuditEvent.id)))
+    assert len(seen) == len(set(seen))
+    top = pages[0].entries[0]
+    assert isinstance(top, RecordGroup) and top.record.id == empty_id and not top.events
+    groups = [e for p in pages for e in p.entries if isinstance(e, RecordGroup)]
+    assert [g.record.id for g in groups] == [empty_id, record_id]
