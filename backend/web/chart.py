@@ -449,7 +449,7 @@ def build_chart(
         ),
         _panel(
             "errors",
-            "Server errors (5xx)",
+            "Server errors (% of requests)",
             samples,
             "error_percent",
             x_of,

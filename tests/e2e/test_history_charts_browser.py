@@ -152,6 +152,11 @@ def test_history_pages_and_fits_the_viewport(browser: object, seeded: Server, si
     assert page.locator("tr.rollback-group").count() == 1
     # The filters say their time zone
     assert page.get_by_label("From (UTC)").is_visible()
+    # A rollback record's page lists its changes with the same table
+    group.get_by_role("link", name="#1").click()
+    page.wait_for_load_state()
+    assert page.locator("table.history > tbody > tr").count() == changed
+    tab.fits("record")
     assert tab.problems == [], tab.problems
     tab.context.close()
 
