@@ -18,6 +18,7 @@ from backend.web import (
     history,
     provider_pages,
     signin_pages,
+    timeline,
     tool_pages,
 )
 from backend.web.templating import page
@@ -48,6 +49,7 @@ def install(app: FastAPI) -> None:
         dashboard,
         flag_pages,
         history,
+        timeline,
         provider_pages,
         credential_pages,
         tool_pages,

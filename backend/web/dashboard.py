@@ -1,41 +1,21 @@
-"""The dashboard (/) and the timeline (/timeline): health, rollback mode, what is on, what
-changed, what waits for a restart, and latency and errors against flag changes."""
+"""The dashboard (/): health, rollback mode, what is on, what changed, what waits for a
+restart, and latency and errors against flag changes (the chart of /timeline)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from backend.api.deps import RuntimeDep, SessionsDep
 from backend.api.health import database_health
 from backend.flags import current
 from backend.flags.models import AuditEvent
-from backend.metrics.recorder import timeline
 from backend.web.access import PageViewer
-from backend.web.chart import Chart, Marker, build_chart
 from backend.web.templating import page
+from backend.web.timeline import flag_chart
 
 router = APIRouter(include_in_schema=False)
-
-
-def flag_chart(s: Session, minutes: int) -> Chart:
-    end = datetime.now(UTC)
-    start = end - timedelta(minutes=minutes)
-    events = s.scalars(select(AuditEvent).where(AuditEvent.at >= start).order_by(AuditEvent.id))
-    markers = [
-        Marker(
-            e.at,
-            f"{e.flag_name} {'on' if e.new_value else 'off'} by {e.actor} ({e.method})",
-            e.method == "emergency",
-        )
-        for e in events
-    ]
-    return build_chart(timeline(s, since=start), markers, start=start, end=end)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -45,7 +25,7 @@ def dashboard(
     snap = current()
     with sessions() as s:
         recent = list(s.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(10)))
-        chart = flag_chart(s, 60)
+        chart = flag_chart(s)
     return page(
         request,
         "dashboard.html",
@@ -60,15 +40,3 @@ def dashboard(
         chart=chart,
         minutes=60,
     )
-
-
-@router.get("/timeline", response_class=HTMLResponse)
-def timeline_page(
-    request: Request,
-    who: PageViewer,
-    sessions: SessionsDep,
-    minutes: Annotated[int, Query(ge=5, le=7 * 24 * 60)] = 60,
-) -> HTMLResponse:
-    with sessions() as s:
-        chart = flag_chart(s, minutes)
-    return page(request, "timeline.html", who=who, chart=chart, minutes=minutes)

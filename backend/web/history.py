@@ -3,18 +3,21 @@ one record with the runbook's log entry and communication message filled in."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.api.deps import RowId, RuntimeDep, SessionsDep
 from backend.api.health import database_health
 from backend.api.rollback_records import record_out
 from backend.core.csv_export import csv_text
+from backend.flags.history import PAGE_SIZE, HistoryFilter, filter_choices, history_page
 from backend.flags.models import AuditEvent, RollbackRecord
 from backend.flags.reports import communication, log_entry
 from backend.metrics.recorder import timeline
@@ -22,7 +25,6 @@ from backend.web.access import PageViewer
 from backend.web.templating import page
 
 router = APIRouter(include_in_schema=False)
-PAGE_SIZE = 100
 
 
 def _moment(raw: str | None, field: str) -> datetime | None:
@@ -37,7 +39,19 @@ def _moment(raw: str | None, field: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _precision(raw: str, moment: datetime) -> timedelta:
+    """How much time a typed moment stands for: `To 16:05` means up to the end of 16:05."""
+    if not re.search(r"\d[T ]\d", raw):
+        return timedelta(days=1)
+    if moment.microsecond:
+        return timedelta(microseconds=1)
+    return timedelta(seconds=1) if moment.second else timedelta(minutes=1)
+
+
 class Filters:
+    """The history's query string: filters (in UTC unless the time carries an offset) and the
+    page cursor."""
+
     def __init__(
         self,
         flag: Annotated[str | None, Query(max_length=100)] = None,
@@ -49,66 +63,55 @@ class Filters:
         self.flag, self.actor, self.method = flag or None, actor or None, method or None
         self.since_raw, self.until_raw = since or "", until or ""
         self.since = _moment(since, "since")
-        self.until = _moment(until, "until")
+        end = _moment(until, "until")
+        self.until = end + _precision(self.until_raw, end) if end else None
+        if self.since and self.until and self.until <= self.since:
+            raise HTTPException(422, "until: must be later than since")
 
-    def events(self) -> Select[AuditEvent]:
-        q = select(AuditEvent)
-        if self.flag:
-            q = q.where(AuditEvent.flag_name == self.flag)
-        if self.actor:
-            q = q.where(AuditEvent.actor == self.actor)
-        if self.method:
-            q = q.where(AuditEvent.method == self.method)
-        if self.since:
-            q = q.where(AuditEvent.at >= self.since)
-        if self.until:
-            q = q.where(AuditEvent.at <= self.until)
-        return q.order_by(AuditEvent.id.desc())
+    def domain(self) -> HistoryFilter:
+        return HistoryFilter(self.flag, self.actor, self.method, self.since, self.until)
 
-    def records(self) -> Select[RollbackRecord]:
-        q = select(RollbackRecord)
-        if self.flag:
-            q = q.where(RollbackRecord.feature.in_([self.flag, "ALL"]))
-        if self.actor:
-            q = q.where(RollbackRecord.actor == self.actor)
-        if self.method:
-            q = q.where(RollbackRecord.method == self.method)
-        if self.since:
-            q = q.where(RollbackRecord.started_at >= self.since)
-        if self.until:
-            q = q.where(RollbackRecord.started_at <= self.until)
-        return q.order_by(RollbackRecord.id.desc())
-
-
-def _choices(s: Session) -> dict[str, list[str]]:
-    return {
-        "actors": sorted(set(s.scalars(select(AuditEvent.actor).distinct()))),
-        "methods": sorted(set(s.scalars(select(AuditEvent.method).distinct()))),
-        "flags": sorted(set(s.scalars(select(AuditEvent.flag_name).distinct()))),
-    }
+    def query(self, **cursor: int) -> str:
+        """The filters as a query string, plus a page cursor."""
+        pairs = {
+            "flag": self.flag,
+            "actor": self.actor,
+            "method": self.method,
+            "since": self.since_raw,
+            "until": self.until_raw,
+            **cursor,
+        }
+        text = urlencode({k: v for k, v in pairs.items() if v})
+        return f"?{text}" if text else ""
 
 
 @router.get("/history", response_class=HTMLResponse)
-def history_page(
+def history_page_view(
     request: Request,
     _: PageViewer,
     sessions: SessionsDep,
     filters: Annotated[Filters, Depends()],
+    before: Annotated[int | None, Query(ge=1, description="older than this event id")] = None,
+    after: Annotated[int | None, Query(ge=1, description="newer than this event id")] = None,
 ) -> HTMLResponse:
+    if before is not None and after is not None:
+        raise HTTPException(422, "before, after: give one of them, not both")
     with sessions() as s:
-        events = list(s.scalars(filters.events().limit(PAGE_SIZE)))
-        records = list(s.scalars(filters.records().limit(PAGE_SIZE)))
-        choices = _choices(s)
-    query = request.url.query
-    return page(
-        request,
-        "history.html",
-        events=events,
-        records=records,
-        f=filters,
-        choices=choices,
-        csv_url=f"/history.csv{'?' + query if query else ''}",
-    )
+        found = history_page(s, filters.domain(), before=before, after=after)
+        choices = filter_choices(s)
+        return page(
+            request,
+            "history.html",
+            page_of=found,
+            f=filters,
+            choices=choices,
+            page_size=PAGE_SIZE,
+            paged=before is not None or after is not None,
+            latest_url=f"/history{filters.query()}",
+            older_url=f"/history{filters.query(before=found.older)}" if found.older else None,
+            newer_url=f"/history{filters.query(after=found.newer)}" if found.newer else None,
+            csv_url=f"/history.csv{filters.query()}",
+        )
 
 
 @router.get("/history.csv")
@@ -145,7 +148,7 @@ def history_csv(
                 e.rollback_record_id or "",
                 e.hash,
             ]
-            for e in s.scalars(filters.events())
+            for e in s.scalars(filters.domain().events().order_by(AuditEvent.id.desc()))
         ]
     stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
     return Response(
