@@ -17,6 +17,7 @@ from backend.web import (
     flag_pages,
     history,
     provider_pages,
+    rollback_banner,
     signin_pages,
     tool_pages,
 )
@@ -48,6 +49,7 @@ def install(app: FastAPI) -> None:
         dashboard,
         flag_pages,
         history,
+        rollback_banner,
         provider_pages,
         credential_pages,
         tool_pages,

@@ -152,7 +152,9 @@ def test_admin_creates_and_revokes_tokens(web: TestClient) -> None:
     headers = {"Authorization": f"Bearer {secret}"}
     assert web.get("/api/feature-flags", headers=headers).status_code == 200
 
-    token_id = re.search(r'id="token-(\d+)">\s*<td>\d+</td>\s*<th scope="row">&lt;b', made.text)
+    token_id = re.search(
+        r'id="token-(\d+)">\s*<td data-label="#">\d+</td>\s*<th scope="row">&lt;b', made.text
+    )
     assert token_id
     revoked = web.post(f"/admin/tokens/{token_id.group(1)}/revoke", data={"csrf_token": token})
     assert "revoked" in revoked.text
