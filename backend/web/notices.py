@@ -30,7 +30,8 @@ NOTICES: dict[str, str] = {
     "credentials_deleted": "Credentials for {subject} deleted",
 }
 
-NoticeCode = Annotated[str | None, Query(max_length=40)]
+# Generous: a notice link of an older version (which carried text) still opens the page.
+NoticeCode = Annotated[str | None, Query(max_length=200)]
 NoticeSubject = Annotated[str | None, Query(max_length=200)]
 # What a page knows about each subject it lists, for the message's other fields ({role}, ...).
 Known = Mapping[str, Mapping[str, Any]]
