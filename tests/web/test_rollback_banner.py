@@ -98,7 +98,7 @@ def test_safe_defaults_mode_is_named_apart_from_a_rollback(
     for path in ("/", "/flags", "/tools"):
         html = client.get(path).text
         assert "Safe-defaults mode is ON" in html, path
-        assert "FEATURE_FLAG_ROLLBACK_MODE_ENABLED" in html
+        assert "FEATURE_FLAG_<wbr>ROLLBACK_<wbr>MODE_<wbr>ENABLED=true" in html
         assert "Rollback mode" not in html and "ROLLBACK MODE" not in html
     dashboard = client.get("/").text
     assert "Last emergency rollback" in dashboard and "none" in dashboard
