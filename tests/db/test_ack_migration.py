@@ -19,7 +19,7 @@ from backend.flags.acknowledgements import acknowledge, unacknowledged_emergency
 from backend.flags.models import RollbackRecord
 from tests.postgres import scratch_database
 
-REVISION = "0008_ack"
+BELOW = "0007_audit"  # below 0008_ack, by name: "0008_ack@-1" breaks once one sits on top
 TABLE = "rollback_acknowledgements"
 
 
@@ -61,7 +61,7 @@ def pending_id(sessions: sessionmaker[Session]) -> int | None:
 
 def test_0008__empty_database__goes_down_and_up(engine: Engine) -> None:
     assert has_table(engine)
-    migrate(engine, "downgrade", f"{REVISION}@-1")
+    migrate(engine, "downgrade", BELOW)
     assert not has_table(engine)
     migrate(engine, "upgrade", "heads")
     assert has_table(engine)
@@ -80,7 +80,7 @@ def test_0008__filled_database__down_keeps_records_and_up_acknowledges_again(
     acknowledge(sessions, record_id=first, actor="user:ada", method="ui")
     assert pending_id(sessions) == second
     # When the revision is downgraded, the records stay and the acknowledgements go
-    migrate(engine, "downgrade", f"{REVISION}@-1")
+    migrate(engine, "downgrade", BELOW)
     assert not has_table(engine)
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(RollbackRecord.__table__)) == 2
