@@ -22,8 +22,8 @@ from backend.flags.audit import GENESIS, canonical, verify_chain
 from backend.security.audit_keys import anchor_sessions
 from tests.postgres import scratch_database
 
-# The revision below 0007_audit, by name: "0007_audit@-1" stops resolving once a later revision sits on
-# top of this one (0008_ack), and the downgrade then does nothing.
+# The revision below 0007_audit, by name: "0007_audit@-1" stops resolving once a later
+# revision sits on top of this one (0008_ack), and the downgrade then does nothing.
 BELOW = "0006"
 CSRF = "csrf_tokens_enabled"
 
