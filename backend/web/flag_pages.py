@@ -65,8 +65,8 @@ def toggle_form(
             name, enabled == "true", actor=who.name, method="ui", reason=reason.strip()
         )
     except FlagError as exc:
-        status = 404 if "unknown" in str(exc) else 409
-        return _flags_page(request, runtime, error=str(exc), status_code=status)
+        code = 404 if "unknown" in str(exc) else 409
+        return _flags_page(request, runtime, error=str(exc), status_code=code)
     state = "on" if result.new else "off"
     notice = f"flag_{state}" if result.old != result.new else f"flag_already_{state}"
     return redirect_with_notice("/flags", notice, name)

@@ -1,6 +1,7 @@
 // PCM-Ops Tools console: progressive enhancement only; every page works without it.
 // Loaded as an external file with the page's CSP nonce: no inline script anywhere.
-document.documentElement.classList.add("js");
+// Marks pages whose flag forms use the dialog below (their no-JS reason fields then hide).
+if (typeof HTMLDialogElement === "function") document.documentElement.classList.add("js");
 
 // The flag switch and per-flag rollback ask for confirmation and a reason in one <dialog>;
 // the reason goes into the form's own field and the form then posts as it would without JS.
