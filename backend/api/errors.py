@@ -36,6 +36,7 @@ from backend.flags import (
     FlagNotFound,
     FlagStoreBusy,
     FlagStoreUnavailable,
+    RecordNotFound,
     RollbackModeActive,
     store_busy,
 )
@@ -55,6 +56,7 @@ log = logging.getLogger("pcm_ops_tools.api")
 
 STATUS: dict[type[Exception], int] = {
     FlagNotFound: 404,
+    RecordNotFound: 404,
     RollbackModeActive: 409,
     FlagStoreUnavailable: 503,
     UserNotFound: 404,

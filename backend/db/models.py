@@ -2,7 +2,13 @@
 
 from backend.aws.models import Provider
 from backend.db.base import Base
-from backend.flags.models import AuditEvent, FlagRow, FlagStoreRow, RollbackRecord
+from backend.flags.models import (
+    AuditEvent,
+    FlagRow,
+    FlagStoreRow,
+    RollbackAcknowledgement,
+    RollbackRecord,
+)
 from backend.metrics.models import RequestMetric
 from backend.security.models import ApiToken, LoginThrottle, User, WebSession
 
@@ -15,6 +21,7 @@ __all__ = [
     "LoginThrottle",
     "Provider",
     "RequestMetric",
+    "RollbackAcknowledgement",
     "RollbackRecord",
     "User",
     "WebSession",

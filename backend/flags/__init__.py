@@ -6,6 +6,7 @@ from backend.flags.errors import (
     FlagNotFound,
     FlagStoreBusy,
     FlagStoreUnavailable,
+    RecordNotFound,
     RollbackModeActive,
 )
 from backend.flags.journal import store_busy
@@ -24,6 +25,7 @@ __all__ = [
     "FlagState",
     "FlagStoreBusy",
     "FlagStoreUnavailable",
+    "RecordNotFound",
     "RollbackModeActive",
     "RollbackResult",
     "Snapshot",

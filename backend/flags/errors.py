@@ -3,6 +3,7 @@
 FlagError
 ├── FlagNotFound            an unknown flag name (HTTP 404, CLI exit 2)
 ├── RollbackModeActive      enabling a flag while rollback mode is on (HTTP 409)
+├── RecordNotFound          an unknown rollback record id (HTTP 404)
 ├── FlagStoreUnavailable    the database cannot be read or written (HTTP 503)
 │   └── FlagStoreBusy       its lock stayed taken past the bounded wait: retry (HTTP 503)
 └── ConfigurationError      bad settings or FEATURE_FLAG_* values (start-up refused)
@@ -25,6 +26,14 @@ class FlagNotFound(FlagError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class RecordNotFound(FlagError):
+    """No rollback record has this id."""
+
+    def __init__(self, record_id: int) -> None:
+        super().__init__(f"no rollback record {record_id}")
+        self.record_id = record_id
 
 
 class RollbackModeActive(FlagError):

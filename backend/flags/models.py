@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backend.db.base import Base, UTCDateTime, utcnow
 
@@ -79,3 +79,19 @@ class RollbackRecord(Base):
     verification: Mapped[str] = mapped_column(String(20), default="pending")
     changes: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)
     version: Mapped[int] = mapped_column(Integer, default=0)
+    # Loaded with the record (one join), so a record read in a closed session still has it.
+    acknowledgement: Mapped[RollbackAcknowledgement | None] = relationship(
+        lazy="joined", viewonly=True
+    )
+
+
+class RollbackAcknowledgement(Base):
+    """Someone saw a rollback: who, when, how. One per record; rows are only ever added."""
+
+    __tablename__ = "rollback_acknowledgements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("rollback_records.id"), unique=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    method: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from backend.flags.models import RollbackRecord
+from backend.flags.models import RollbackAcknowledgement, RollbackRecord
 
 
 def record_as_dict(r: RollbackRecord) -> dict[str, Any]:
@@ -22,7 +22,15 @@ def record_as_dict(r: RollbackRecord) -> dict[str, Any]:
         "verification": r.verification,
         "changes": r.changes,
         "version": r.version,
+        "acknowledged": acknowledgement_as_dict(r.acknowledgement),
     }
+
+
+def acknowledgement_as_dict(a: RollbackAcknowledgement | None) -> dict[str, Any] | None:
+    """Who said they saw a rollback, when and how; None while nobody has."""
+    if a is None:
+        return None
+    return {"by": a.actor, "at": a.at.isoformat(), "method": a.method}
 
 
 def duration_text(ms: float) -> str:

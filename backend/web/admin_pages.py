@@ -5,10 +5,9 @@ Everything goes through backend.security's service functions, like the API and t
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import quote_plus
 
 from fastapi import APIRouter, Form, Path, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
@@ -21,6 +20,7 @@ from backend.security.errors import InvalidInput, SecurityError, UserExists
 from backend.security.tokens import Role
 from backend.web.access import PageAdmin
 from backend.web.forms import FieldErrors, field_errors
+from backend.web.notices import NoticeCode, NoticeSubject, notice_text, redirect_with_notice
 from backend.web.templating import page
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -81,18 +81,31 @@ def _admin_page(
     )
 
 
-def _users_page(request: Request, sessions: Any, **shown: Any) -> HTMLResponse:
+def _users_page(
+    request: Request,
+    sessions: Any,
+    *,
+    notice_code: tuple[str | None, str | None] = (None, None),
+    **shown: Any,
+) -> HTMLResponse:
     with sessions() as s:
         rows = [users.user_out(u) for u in users.list_users(s)]
+    if notice_code[0] is not None:
+        known = {str(u["username"]): u for u in rows}
+        shown["notice"] = notice_text(*notice_code, known)
     default = {"username": "", "role": "viewer"}
     return _admin_page(request, "admin_users.html", {"users": rows}, default, **shown)
 
 
 @router.get("/users", response_class=HTMLResponse)
 def users_page(
-    request: Request, _: PageAdmin, sessions: SessionsDep, notice: str | None = None
+    request: Request,
+    _: PageAdmin,
+    sessions: SessionsDep,
+    notice: NoticeCode = None,
+    subject: NoticeSubject = None,
 ) -> HTMLResponse:
-    return _users_page(request, sessions, notice=notice)
+    return _users_page(request, sessions, notice_code=(notice, subject))
 
 
 @router.post("/users", response_class=HTMLResponse)
@@ -125,7 +138,7 @@ def create_user(
             request, sessions, form=form, errors={"username": str(exc)}, status_code=409
         )
     if password:
-        return _to_users(f"User {username} added as {role}")
+        return redirect_with_notice("/admin/users", "user_added", username)
     return _users_page(
         request,
         sessions,
@@ -140,7 +153,7 @@ def _change(request: Request, sessions: Any, username: str, change: Any, done: s
             change(s)
     except SecurityError as exc:
         return _users_page(request, sessions, error=str(exc), status_code=_status(exc))
-    return _to_users(done)
+    return redirect_with_notice("/admin/users", done, username)
 
 
 @router.post("/users/{username}/disable", response_class=HTMLResponse)
@@ -150,7 +163,7 @@ def disable_user(
     def change(s: Session) -> None:
         users.set_disabled(s, username=username, disabled=True)
 
-    return _change(request, sessions, username, change, f"User {username} disabled")
+    return _change(request, sessions, username, change, "user_disabled")
 
 
 @router.post("/users/{username}/enable", response_class=HTMLResponse)
@@ -160,7 +173,7 @@ def enable_user(
     def change(s: Session) -> None:
         users.set_disabled(s, username=username, disabled=False)
 
-    return _change(request, sessions, username, change, f"User {username} enabled")
+    return _change(request, sessions, username, change, "user_enabled")
 
 
 @router.post("/users/{username}/role", response_class=HTMLResponse)
@@ -170,7 +183,7 @@ def change_role(
     def change(s: Session) -> None:
         users.set_role(s, username=username, role=role)
 
-    return _change(request, sessions, username, change, f"User {username} is now {role}")
+    return _change(request, sessions, username, change, "user_role")
 
 
 @router.post("/users/{username}/password", response_class=HTMLResponse)
@@ -187,30 +200,38 @@ def reset_password(
             users.set_password(s, username=username, password=chosen)
     except SecurityError as exc:
         return _users_page(request, sessions, error=str(exc), status_code=_status(exc))
-    notice = f"Password of {username} reset; their sessions have ended"
     if password:
-        return _to_users(notice)
+        return redirect_with_notice("/admin/users", "user_password", username)
+    notice = f"Password of {username} reset; their sessions have ended"
     shown = {"label": f"New password of {username}", "value": chosen}
     return _users_page(request, sessions, notice=notice, shown_once=shown)
 
 
-def _to_users(text: str) -> RedirectResponse:
-    return RedirectResponse(f"/admin/users?notice={quote_plus(text)}", status_code=303)
-
-
 # -- tokens ------------------------------------------------------------------------------------
-def _tokens_page(request: Request, sessions: Any, **shown: Any) -> HTMLResponse:
+def _tokens_page(
+    request: Request,
+    sessions: Any,
+    *,
+    notice_code: tuple[str | None, str | None] = (None, None),
+    **shown: Any,
+) -> HTMLResponse:
     with sessions() as s:
         rows = [tokens.token_out(t) for t in tokens.list_tokens(s)]
+    if notice_code[0] is not None:
+        shown["notice"] = notice_text(*notice_code, {str(t["id"]): t for t in rows})
     default = {"name": "", "role": "viewer"}
     return _admin_page(request, "admin_tokens.html", {"tokens": rows}, default, **shown)
 
 
 @router.get("/tokens", response_class=HTMLResponse)
 def tokens_page(
-    request: Request, _: PageAdmin, sessions: SessionsDep, notice: str | None = None
+    request: Request,
+    _: PageAdmin,
+    sessions: SessionsDep,
+    notice: NoticeCode = None,
+    subject: NoticeSubject = None,
 ) -> HTMLResponse:
-    return _tokens_page(request, sessions, notice=notice)
+    return _tokens_page(request, sessions, notice_code=(notice, subject))
 
 
 @router.post("/tokens", response_class=HTMLResponse)
@@ -239,8 +260,7 @@ def revoke_token(
 ) -> Response:
     try:
         with sessions.begin() as s:
-            name = tokens.revoke_token(s, token_id=token_id).name
+            tokens.revoke_token(s, token_id=token_id)
     except SecurityError as exc:
         return _tokens_page(request, sessions, error=str(exc), status_code=_status(exc))
-    text = quote_plus(f"Token {name} revoked")
-    return RedirectResponse(f"/admin/tokens?notice={text}", status_code=303)
+    return redirect_with_notice("/admin/tokens", "token_revoked", str(token_id))

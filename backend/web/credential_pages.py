@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Annotated, Any
-from urllib.parse import quote_plus
 
-from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from backend.api.aws_credentials import CallerDep
@@ -23,6 +22,7 @@ from backend.aws.schemas import CredentialsIn
 from backend.security.credentials_crypto import KeyRingError
 from backend.web.access import PageViewer
 from backend.web.forms import FieldErrors, field_errors
+from backend.web.notices import NoticeCode, NoticeSubject, notice_text, redirect_with_notice
 from backend.web.templating import page
 
 router = APIRouter(include_in_schema=False)
@@ -70,13 +70,14 @@ def _credentials_page(
     *,
     form: CredentialForm | None = None,
     check: dict[str, Any] | None = None,
-    notice: str | None = None,
+    notice: tuple[str | None, str | None] = (None, None),
     error: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
     with caller.db.begin():
         providers = list_providers(db=caller.db)
         stored = service.list_credentials(db=caller.db, owner=caller.owner, session=caller.session)
+    text = notice_text(*notice, {p.name: {} for p in providers})
     return page(
         request,
         "credentials.html",
@@ -87,7 +88,7 @@ def _credentials_page(
         stored={c.provider_id: c.as_dict() for c in stored},
         form=form,
         check=check,
-        notice=notice,
+        notice=text,
         error=error,
     )
 
@@ -98,7 +99,8 @@ def credentials_page(
     _: PageViewer,
     caller: CallerDep,
     check: RowIdQuery = None,
-    notice: Annotated[str | None, Query(max_length=200)] = None,
+    notice: NoticeCode = None,
+    subject: NoticeSubject = None,
 ) -> HTMLResponse:
     result = None
     if check is not None:
@@ -106,7 +108,7 @@ def credentials_page(
             result = check_caller_credentials(caller=caller, provider_id=check)
         except (AwsError, KeyRingError) as exc:
             result = {"valid": False, "provider_id": check, "error": str(exc)}
-    return _credentials_page(request, caller, check=result, notice=notice)
+    return _credentials_page(request, caller, check=result, notice=(notice, subject))
 
 
 @router.post("/credentials/{provider_id}", response_class=HTMLResponse)
@@ -129,7 +131,7 @@ def store_credentials(
         return _credentials_page(request, caller, form=form, status_code=422)
     except (AwsError, KeyRingError) as exc:
         return _credentials_page(request, caller, error=str(exc), status_code=status_of(exc))
-    return _notice(f"Credentials for {name} stored")
+    return redirect_with_notice("/credentials", "credentials_stored", name)
 
 
 @router.post("/credentials/{provider_id}/delete", response_class=HTMLResponse)
@@ -149,8 +151,4 @@ def delete_credentials(
         return _credentials_page(
             request, caller, error=f"no credentials stored for {name}", status_code=404
         )
-    return _notice(f"Credentials for {name} deleted")
-
-
-def _notice(text: str) -> RedirectResponse:
-    return RedirectResponse(f"/credentials?notice={quote_plus(text)}", status_code=303)
+    return redirect_with_notice("/credentials", "credentials_deleted", name)

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from backend.api.deps import RuntimeDep, SessionsDep
 from backend.api.health import database_health
 from backend.flags import current
-from backend.flags.models import AuditEvent
+from backend.flags.journal import ALL
+from backend.flags.models import AuditEvent, RollbackRecord
 from backend.web.access import PageViewer
 from backend.web.templating import page
 from backend.web.timeline import flag_chart
@@ -25,6 +26,12 @@ def dashboard(
     snap = current()
     with sessions() as s:
         recent = list(s.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(10)))
+        last_emergency = s.scalars(
+            select(RollbackRecord)
+            .where(RollbackRecord.feature == ALL)
+            .order_by(RollbackRecord.id.desc())
+            .limit(1)
+        ).first()
         chart = flag_chart(s)
     return page(
         request,
@@ -32,8 +39,8 @@ def dashboard(
         who=who,
         database=database_health(sessions),
         flag_health=runtime.health(),
-        rollback_mode=runtime.rollback_mode,
         snapshot=snap,
+        last_emergency=last_emergency,
         flags_on=[f for f in snap.flags.values() if f.enabled],
         pending=[f for f in snap.flags.values() if f.pending_restart],
         recent=recent,

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from backend.api.deps import RuntimeDep
 from backend.flags import FlagError, current
 from backend.web.access import PageOperator, PageViewer
+from backend.web.notices import NoticeCode, NoticeSubject, notice_text, redirect_with_notice
 from backend.web.templating import page
 
 router = APIRouter(include_in_schema=False)
@@ -33,7 +34,6 @@ def _flags_page(
         status_code,
         flags=flags,
         snapshot=snap,
-        rollback_mode=runtime.rollback_mode,
         notice=notice,
         error=error,
     )
@@ -41,9 +41,14 @@ def _flags_page(
 
 @router.get("/flags", response_class=HTMLResponse)
 def flags_page(
-    request: Request, _: PageViewer, runtime: RuntimeDep, notice: str | None = None
+    request: Request,
+    _: PageViewer,
+    runtime: RuntimeDep,
+    notice: NoticeCode = None,
+    subject: NoticeSubject = None,
 ) -> HTMLResponse:
-    return _flags_page(request, runtime, notice=notice)
+    known: dict[str, dict[str, str]] = {name: {} for name in current().flags}
+    return _flags_page(request, runtime, notice=notice_text(notice, subject, known))
 
 
 @router.post("/flags/{name}/toggle", response_class=HTMLResponse)
@@ -63,7 +68,8 @@ def toggle_form(
         code = 404 if "unknown" in str(exc) else 409
         return _flags_page(request, runtime, error=str(exc), status_code=code)
     state = "on" if result.new else "off"
-    return RedirectResponse(f"/flags?notice={name}+is+now+{state}", status_code=303)
+    notice = f"flag_{state}" if result.old != result.new else f"flag_already_{state}"
+    return redirect_with_notice("/flags", notice, name)
 
 
 @router.post("/flags/{name}/rollback", response_class=HTMLResponse)

@@ -4,10 +4,9 @@ delete. Input is checked by the API's own schemas and saved by the same service 
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import quote_plus
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from backend.api.aws_errors import status_of
@@ -19,6 +18,7 @@ from backend.aws.regions import known_regions
 from backend.aws.schemas import ProviderCreate, ProviderUpdate
 from backend.web.access import PageAdmin, PageViewer
 from backend.web.forms import FieldErrors, field_errors
+from backend.web.notices import NoticeCode, NoticeSubject, notice_text, redirect_with_notice
 from backend.web.templating import page
 
 router = APIRouter(include_in_schema=False)
@@ -91,15 +91,17 @@ def _failed(
     return _form_page(request, form, provider_id, status_of(exc))
 
 
-def _notice(text: str) -> RedirectResponse:
-    return RedirectResponse(f"/providers?notice={quote_plus(text)}", status_code=303)
-
-
 @router.get("/providers", response_class=HTMLResponse)
 def providers_page(
-    request: Request, _: PageViewer, db: DbDep, notice: str | None = None
+    request: Request,
+    _: PageViewer,
+    db: DbDep,
+    notice: NoticeCode = None,
+    subject: NoticeSubject = None,
 ) -> HTMLResponse:
-    return page(request, "providers.html", providers=service.list_providers(db=db), notice=notice)
+    providers = service.list_providers(db=db)
+    text = notice_text(notice, subject, {p.name: {} for p in providers})
+    return page(request, "providers.html", providers=providers, notice=text)
 
 
 @router.get("/providers/new", response_class=HTMLResponse)
@@ -120,9 +122,7 @@ def create_provider(
             name = provider.name
     except (ValidationError, AwsError) as exc:
         return _failed(request, form, None, exc)
-    return RedirectResponse(
-        "/providers?notice=" + quote_plus(f"Provider {name} added"), status_code=303
-    )
+    return redirect_with_notice("/providers", "provider_added", name)
 
 
 @router.get("/providers/{provider_id}/edit", response_class=HTMLResponse)
@@ -149,20 +149,15 @@ def update_provider(
             name = provider.name
     except (ValidationError, AwsError) as exc:
         return _failed(request, form, provider_id, exc)
-    return RedirectResponse(
-        "/providers?notice=" + quote_plus(f"Provider {name} saved"), status_code=303
-    )
+    return redirect_with_notice("/providers", "provider_saved", name)
 
 
 @router.post("/providers/{provider_id}/delete", response_class=HTMLResponse)
 def delete_provider(request: Request, provider_id: ProviderId, _: PageAdmin, db: DbDep) -> Response:
     try:
         with db.begin():
-            name = service.get_provider(db=db, provider_id=provider_id).name
             service.delete_provider(db=db, provider_id=provider_id)
     except AwsError as exc:
         providers = service.list_providers(db=db)
         return page(request, "providers.html", status_of(exc), providers=providers, error=str(exc))
-    return RedirectResponse(
-        "/providers?notice=" + quote_plus(f"Provider {name} deleted"), status_code=303
-    )
+    return redirect_with_notice("/providers", "provider_deleted")

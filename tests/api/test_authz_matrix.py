@@ -106,6 +106,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/api/rollback-records"): Rule("viewer"),
     ("GET", "/api/rollback-records/{record_id}"): Rule("viewer", "/api/rollback-records/1"),
+    ("POST", "/api/rollback-records/{record_id}/acknowledge"): Rule(
+        "operator", "/api/rollback-records/1/acknowledge"
+    ),
     ("GET", "/api/metrics/timeline"): Rule("viewer", **SERVED),
     # sign-in and the caller's session
     ("POST", "/api/auth/login"): Rule(
@@ -171,6 +174,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/history"): Rule("viewer", **PAGE, **SERVED),
     ("GET", "/history.csv"): Rule("viewer", **PAGE, **SERVED),
     ("GET", "/records/{record_id}"): Rule("viewer", "/records/1", **PAGE, **SERVED),
+    ("POST", "/records/{record_id}/acknowledge"): Rule(
+        "operator", "/records/1/acknowledge", form={}, ok=303, **PAGE
+    ),
     ("GET", "/providers"): Rule("viewer", **PAGE, **SERVED),
     ("GET", "/providers/new"): Rule("admin", **PAGE, **SERVED),
     ("GET", "/providers/{provider_id}/edit"): Rule(

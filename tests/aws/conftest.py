@@ -74,6 +74,11 @@ class Emulator:
 @pytest.fixture
 def emulator(moto_url: str) -> Emulator:
     """A fresh emulator state with an admin IAM user; authentication is then enforced."""
+    return fresh_emulator(moto_url)
+
+
+def fresh_emulator(moto_url: str) -> Emulator:
+    """Reset moto's server to an admin IAM user only, with authentication enforced."""
     httpx.post(f"{moto_url}/moto-api/reset").raise_for_status()
     httpx.post(f"{moto_url}/moto-api/reset-auth", content=b"inf").raise_for_status()
     bootstrap = Emulator(moto_url, Keys("AKIABOOTSTRAP0000000", "bootstrap" * 5))

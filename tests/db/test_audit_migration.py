@@ -22,7 +22,9 @@ from backend.flags.audit import GENESIS, canonical, verify_chain
 from backend.security.audit_keys import anchor_sessions
 from tests.postgres import scratch_database
 
-REVISION = "0007_audit"
+# The revision below 0007_audit, by name: "0007_audit@-1" stops resolving once a later
+# revision sits on top of this one (0008_ack), and the downgrade then does nothing.
+BELOW = "0006"
 CSRF = "csrf_tokens_enabled"
 
 # The events table as the code before 0007_audit knew it.
@@ -93,7 +95,7 @@ def fill(settings: Settings, sessions: sessionmaker[Session]) -> None:
 
 def test_0007__empty_database__goes_down_and_up(engine: Engine) -> None:
     assert "key_id" in event_columns(engine)
-    migrate(engine, "downgrade", f"{REVISION}@-1")
+    migrate(engine, "downgrade", BELOW)
     assert "key_id" not in event_columns(engine)
     migrate(engine, "upgrade", "heads")
     assert "key_id" in event_columns(engine)
@@ -109,7 +111,7 @@ def test_0007__filled_database__downgrade_rechains_and_upgrade_verifies(
         before = verify_chain(s)
     assert (before.ok, before.events) == (True, 12), before.problems
     # When the revision is downgraded
-    migrate(engine, "downgrade", f"{REVISION}@-1")
+    migrate(engine, "downgrade", BELOW)
     # Then the column is gone and the older code's check passes on every event
     assert "key_id" not in event_columns(engine)
     assert verifies_as_before_0007(engine)
@@ -126,13 +128,13 @@ def test_0007__upgrading_a_filled_database_from_0006__old_events_verify(
     engine: Engine, settings_on: Settings
 ) -> None:
     # Given a database at the revision before, with events written by the code of then
-    migrate(engine, "downgrade", f"{REVISION}@-1")
+    migrate(engine, "downgrade", BELOW)
     migrate(engine, "upgrade", "heads")
     sessions = session_factory(engine)
     runtime = FlagRuntime(sessions)
     runtime.refresh(force=True)
     runtime.toggle(CSRF, False, actor="old", method="api")
-    migrate(engine, "downgrade", f"{REVISION}@-1")
+    migrate(engine, "downgrade", BELOW)
     assert verifies_as_before_0007(engine)
     # When upgraded, and the process (now with its key) writes more
     migrate(engine, "upgrade", "heads")

@@ -4,100 +4,44 @@ Screenshots of every page land in artifacts/screenshots/ (git-ignored)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.aws import conftest as aws_fixtures
+from tests.e2e.browser import Console, launch_chromium
 from tests.e2e.conftest import ROOT, Server
 
-CHROMIUM = os.environ.get("PCM_CHROMIUM", "/usr/bin/chromium")
 SHOTS = ROOT / "artifacts" / "screenshots"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        message = f"CHROMIUM NOT FOUND at {CHROMIUM}: browser tests SKIPPED (apt install chromium)"
-        if os.environ.get("PCM_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        warnings.warn(message, stacklevel=1)
-        pytest.skip(message)
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+def browser() -> Iterator[Any]:
+    yield from launch_chromium()
 
 
-class Console:
-    """One signed-in browser tab that fails the test on any script error or CSP violation."""
-
-    def __init__(self, browser: object, server: Server, tag: str) -> None:
-        self.server, self.tag = server, tag
-        self.context = browser.new_context(base_url=server.url)  # type: ignore[attr-defined]
-        self.page = self.context.new_page()
-        self.problems: list[str] = []
-        self.page.on(
-            "console",
-            lambda m: (
-                m.type == "error"
-                and not m.text.startswith("Failed to load resource")  # reported with its URL below
-                and self.problems.append(m.text)
-            ),
-        )
-        self.page.on("pageerror", lambda e: self.problems.append(str(e)))
-        self.page.on("dialog", lambda d: d.accept())
-        self.page.on(
-            "response",
-            lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status} {r.url}"),
-        )
-
-    def shot(self, name: str) -> None:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / f"{self.tag}-{name}.png"), full_page=True)
-
-    def sign_in(self) -> None:
-        password = (self.server.data_dir / "admin_password").read_text().strip()
-        self.page.goto("/flags")
-        assert "/login" in self.page.url
-        self.shot("login")
-        self.page.get_by_label("Username").fill("admin")
-        self.page.get_by_label("Password").fill(password)
-        self.page.get_by_role("button", name="Sign in").click()
-        self.page.wait_for_load_state()
-        assert "/login" not in self.page.url
+def open_console(browser: Any, server: Server, tag: str) -> Console:
+    return Console(browser, server, tag, shots=SHOTS)
 
 
 def walk_through(browser: object, server: Server, tag: str) -> None:
-    ui = Console(browser, server, tag)
+    ui = open_console(browser, server, tag)
     ui.sign_in()
     page = ui.page
     page.goto("/")
     assert page.get_by_role("heading", name="Dashboard").is_visible()
     ui.shot("dashboard")
 
-    # Toggle a flag with a reason, then find the change in the history.
+    # Toggle a flag with a reason (the switch asks for it in a dialog), then find the change
+    # in the history.
     page.goto("/flags")
-    row = page.locator("#flag-thread_safe_sessions")
-    row.get_by_label("Reason for changing thread_safe_sessions").fill("browser test")
-    row.get_by_role("button", name="Disable").click()
-    page.wait_for_load_state()
+    page.get_by_role("switch", name="thread_safe_sessions").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Reason").fill("browser test")
+    with page.expect_navigation():
+        dialog.get_by_role("button", name="Turn off").click()
     assert page.get_by_role("status").inner_text().startswith("thread_safe_sessions is now off")
     ui.shot("flags")
     page.get_by_role("link", name="History", exact=True).click()
@@ -160,7 +104,7 @@ def test_providers_credentials_tools_and_admin_pages(
     admin pages: against moto's server, with CSP and CSRF on."""
     started = server_dirs.start(extra_env={"PCM_AWS_ENDPOINT_URL": emulator.url})
     assert started.returncode == 0, started.stdout + started.stderr
-    ui = Console(browser, server_dirs, "aws")
+    ui = open_console(browser, server_dirs, "aws")
     ui.sign_in()
     page = ui.page
     nav = page.get_by_role("navigation", name="Main")

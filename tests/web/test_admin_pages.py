@@ -152,9 +152,23 @@ def test_admin_creates_and_revokes_tokens(web: TestClient) -> None:
     headers = {"Authorization": f"Bearer {secret}"}
     assert web.get("/api/feature-flags", headers=headers).status_code == 200
 
-    token_id = re.search(r'id="token-(\d+)">\s*<td>\d+</td>\s*<th scope="row">&lt;b', made.text)
+    token_id = re.search(
+        r'id="token-(\d+)">\s*<td data-label="#">\d+</td>\s*<th scope="row">&lt;b', made.text
+    )
     assert token_id
     revoked = web.post(f"/admin/tokens/{token_id.group(1)}/revoke", data={"csrf_token": token})
     assert "revoked" in revoked.text
     assert web.get("/api/feature-flags", headers=headers).status_code == 401
     assert web.post("/admin/tokens/999/revoke", data={"csrf_token": token}).status_code == 404
+
+
+def test_an_admin_has_no_disable_button_on_their_own_row(web: TestClient) -> None:
+    # Given ada, an admin, on the users page
+    sign_in(web, "ada")
+    html = web.get("/admin/users").text
+    # Then every other row has its Disable button, and hers has none
+    row = html.split('id="user-ada"')[1].split("</tr>")[0]
+    assert "/admin/users/ada/disable" not in row and "Disable ada" not in row
+    assert "(you)" in row
+    for other in ("olga", "vic", "admin"):
+        assert f"Disable {other}</button>" in html, other

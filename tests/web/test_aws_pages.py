@@ -98,7 +98,7 @@ def test_admin_adds_edits_and_deletes_a_provider(web: TestClient) -> None:
     assert web.get(f"/api/providers/{pid}").json()["enabled"] is False
 
     deleted = web.post(f"/providers/{pid}/delete", data={"csrf_token": token})
-    assert deleted.status_code == 200 and "Provider prod deleted" in deleted.text
+    assert deleted.status_code == 200 and "Provider deleted" in deleted.text
     assert web.get("/api/providers").json()["total"] == 0
     gone = web.post(f"/providers/{pid}/delete", data={"csrf_token": token})
     assert gone.status_code == 404 and f"no provider with id {pid}" in gone.text
