@@ -113,7 +113,7 @@ def pages(world: World) -> list[Page]:
             ],
         ),
         Page("history", "/history", [("button", "Filter")]),
-        Page("timeline", "/timeline", [("button", "Show")]),
+        Page("timeline", "/timeline", [("link", "24 h")]),
         Page(
             "record",
             f"/records/{rec}",

@@ -17,19 +17,23 @@ from sqlalchemy.orm import Session
 
 from backend.metrics.models import RequestMetric
 from backend.metrics.recorder import LATENCY_BUCKETS_MS
+from tests.e2e.browser import ARGS, CHROMIUM, launch_chromium
 from tests.e2e.conftest import Server
-from tests.e2e.test_browser import ARGS, CHROMIUM, SHOTS, browser
+from tests.e2e.test_browser import SHOTS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator
-
-__all__ = ["browser"]
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 VIEWPORTS = {"phone": (390, 844), "laptop": (1280, 800)}
 FLAG = "thread_safe_sessions"
-assert ARGS and CHROMIUM  # the launcher of test_browser: Debian's chromium, never a download
+assert ARGS and CHROMIUM  # the shared launcher: Debian's chromium, never a download
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    yield from launch_chromium()
 
 
 def seed_old_minutes(server: Server) -> None:
