@@ -227,7 +227,10 @@ def take_backup(
     """Back up the live database online, verify the copy, then record it."""
     engine = backup_engine(settings)
     if not engine.exists():
-        raise BackupNotFound("there is no database to back up: run `pcm-ops db init`")
+        raise BackupNotFound(
+            "there is no database to back up: restore one with `./pcm-ops db restore FILE`"
+            " (`./pcm-ops db list` shows the backups), or set one up with `./pcm-ops db init`"
+        )
     settings.backup_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     now = datetime.now().astimezone()

@@ -33,6 +33,8 @@ TEMPLATES.env.filters["onoff"] = _onoff
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """Render a page; pages show live state, so no cache keeps them."""
     context.setdefault("who", getattr(request.state, "principal", None))
+    # `./stop.sh && PORT=8620 ./start.sh` when the server runs on another address than 8500.
+    context.setdefault("restart_command", request.app.state.settings.restart_command())
     response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
     return response
