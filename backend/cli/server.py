@@ -22,7 +22,7 @@ from backend.core.config import PROJECT_ROOT, Settings
 from backend.core.filemodes import tighten_private_dirs
 from backend.db.init_db import init_db
 from backend.db.outage import first_line, unreachable
-from backend.db.session import engine_for, session_factory
+from backend.db.session import database_missing, engine_for, session_factory
 from backend.flags import FlagRuntime, snapshot
 from backend.flags.last_known import load as load_last_known
 
@@ -74,6 +74,33 @@ class Refused(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+
+def refuse_missing_database(settings: Settings) -> None:
+    """A first setup creates the database; a data directory that had one (its admin token,
+    backups, audit checkpoints or last-known flags are there) whose database file is gone is
+    not silently given an empty one: that would hide the loss behind default flags."""
+    path = database_missing(settings)
+    if path is None or not path.parent.is_dir():  # an unmounted volume is an outage
+        return
+    traces = [
+        p.name
+        for p in (
+            settings.admin_token_path,
+            settings.backup_manifest,
+            settings.audit_checkpoint_file,
+            settings.state_file,
+        )
+        if p.exists()
+    ]
+    if traces:
+        raise Refused(
+            f"the database {path} is missing, but {path.parent} held one"
+            f" ({', '.join(traces)}). Restore the latest backup: ./pcm-ops db restore FILE"
+            " (./pcm-ops db list shows them), then ./start.sh; or, to start over with an"
+            " empty database: ./pcm-ops db init, then ./start.sh",
+            4,
+        )
 
 
 def prepare_database(settings: Settings) -> tuple[int, set[str]] | None:
@@ -142,6 +169,7 @@ def start(settings: Settings, timeout: float = 30.0) -> int:
         return 1
     tighten_private_dirs(settings)  # left 0644/0755 by older versions
     try:
+        refuse_missing_database(settings)
         degraded = prepare_database(settings)
     except Refused as exc:
         console.print(f"[red]Cannot start:[/red] {escape(str(exc))}")
