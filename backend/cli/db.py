@@ -255,6 +255,7 @@ def restore(
             REFUSED,
         )
     if pid is not None:
+        s = server_cmd.restart_settings(s)  # started again on the address it has now
         server_cmd.stop(s, quiet=as_json)
     try:
         with progress_bar(s, "backing up the current database") as progress:

@@ -43,6 +43,17 @@ def running_pid(settings: Settings) -> int | None:
     return pid if pid is not None and alive(pid) else None
 
 
+def restart_settings(settings: Settings) -> Settings:
+    """Settings that start the server again where it runs now (its host, port and workers,
+    unless HOST, PORT or WORKERS are given): call before stopping it."""
+    running = settings.running_server
+    if running is None:
+        return settings
+    given = settings.model_fields_set
+    keep = {k: getattr(running, k) for k in ("host", "port", "workers") if k not in given}
+    return settings.model_copy(update=keep)
+
+
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)

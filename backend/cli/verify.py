@@ -159,7 +159,7 @@ def performance_check(
     name = "Performance returns to acceptable levels"
     if not settings.baseline_file.exists():
         return Check(
-            name, "skip", "skipped: no baseline recorded (pcm-ops verify --record-baseline)"
+            name, "skip", "skipped: no baseline recorded (./pcm-ops verify --record-baseline)"
         )
     try:
         baseline = float(json.loads(settings.baseline_file.read_text())["median_ms"])

@@ -279,7 +279,7 @@ def resolve(settings: Settings, name: str | Path) -> Path:
     for path in (candidate, settings.backup_dir / candidate.name):
         if path.is_file():
             return path.resolve()
-    raise BackupNotFound(f"no backup {str(name)!r} (see `pcm-ops db list`)")
+    raise BackupNotFound(f"no backup {str(name)!r} (see `./pcm-ops db list`)")
 
 
 def check_backup(settings: Settings, path: Path) -> CheckReport:

@@ -68,6 +68,18 @@ def test_commands_reach_a_server_on_another_port_without_PORT(server_dirs: Serve
     assert flip.returncode == 0, flip.stdout + flip.stderr
     assert f"./stop.sh && PORT={server_dirs.port} ./start.sh" in flip.stdout
 
+    # A restore that stops and starts the server brings it back on its port
+    backup = shell.run("./pcm-ops", "db", "backup", "--json")
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+    name = json.loads(backup.stdout)["file"]
+    restored = shell.run("./pcm-ops", "db", "restore", name, "--stop", "--json")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert json.loads(restored.stdout)["server_restarted"] is True
+    moved = json.loads(state_file.read_text())
+    assert moved["port"] == server_dirs.port and moved["pid"] != state["pid"]
+    with server_dirs.client() as c:
+        assert c.get("/api/health").status_code == 200
+
     # Then ./stop.sh stops it and the address goes with it
     stopped = shell.stop()
     assert stopped.returncode == 0 and "stopped gracefully" in stopped.stdout
