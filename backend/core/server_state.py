@@ -3,8 +3,8 @@
 `pcm-ops server start` writes it when it starts the server and `server stop` removes it, so that
 every other command (the CLI, ./quick-rollback.sh, ./tests/critical_path_test.sh, a second
 ./start.sh) reaches a server started with `PORT=8620 ./start.sh` without repeating PORT.
-A file whose process is gone (a crash, a reboot) is ignored. Standard library only: the
-settings read it.
+A file whose process is gone (a crash, a reboot) or runs something else is ignored.
+Standard library only: the settings read it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,16 @@ def alive(pid: int) -> bool:
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return False
     return True
+
+
+def serves_this_app(pid: int) -> bool:
+    """Whether process `pid` runs the app (its command line names backend.main), so that a
+    pid reused after a reboot by another program does not pass for the server. True where
+    /proc cannot tell."""
+    try:
+        return b"backend.main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
 
 
 def url_for(host: str, port: int) -> str:
@@ -93,7 +103,9 @@ def read(path: Path) -> ServerState | None:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return state if state.pid > 0 and alive(state.pid) else None
+    if state.pid <= 0 or not alive(state.pid) or not serves_this_app(state.pid):
+        return None
+    return state
 
 
 def remove(path: Path) -> None:
