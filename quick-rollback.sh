@@ -6,4 +6,4 @@ if [ -z "$FEATURE_NAME" ]; then
     exit 1
 fi
 cd "$(dirname "$0")" || exit 1
-exec .venv/bin/pcm-ops rollback flag "$FEATURE_NAME" --reason "quick-rollback.sh"
+exec ./pcm-ops rollback flag "$FEATURE_NAME" --reason "quick-rollback.sh"

@@ -145,7 +145,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine.dispose()
             log.info("PCM-Ops Tools stopped")
 
-    app = FastAPI(title="PCM-Ops Tools", version=VERSION, lifespan=lifespan)
+    # The documentation is served by backend.web.api_docs: signed-in, offline, strict CSP.
+    app = FastAPI(
+        title="PCM-Ops Tools",
+        version=VERSION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.metrics = recorder

@@ -207,7 +207,7 @@ def _set(name: str, enabled: bool, reason: str, as_json: bool) -> None:
     if data.get("journal_id"):
         console.print(JOURNALED.format(data["journal_id"]))
     if flag["pending_restart"]:
-        console.print("[yellow]This flag takes effect on restart: ./stop.sh && ./start.sh[/]")
+        console.print(f"[yellow]This flag takes effect on restart: {s.restart_command()}[/]")
 
 
 @flags_app.command("enable")
@@ -252,7 +252,7 @@ def _rollback(s: Settings, names: list[str] | None, reason: str) -> tuple[dict[s
         return result.as_dict(), "journal" if result.journal_id else "database"
 
 
-def _print_rollback(data: dict[str, Any], via: str) -> None:
+def _print_rollback(data: dict[str, Any], via: str, restart: str) -> None:
     journaled = data.get("journal_id") is not None
     if journaled:
         # Worked out on the last-known state file, which may be older than the database: the
@@ -282,20 +282,20 @@ def _print_rollback(data: dict[str, Any], via: str) -> None:
     )
     if data["requires_restart"]:
         console.print(
-            f"[yellow]Restart needed for: {', '.join(data['requires_restart'])} "
-            "(./stop.sh && ./start.sh)[/]"
+            f"[yellow]Restart needed for: {', '.join(data['requires_restart'])} ({restart})[/]"
         )
 
 
 @rollback_app.command("emergency")
 def rollback_emergency(reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
     """Every flag to its rollback value in one transaction."""
-    data, via = _rollback(load_settings(), None, reason)
+    s = load_settings()
+    data, via = _rollback(s, None, reason)
     if as_json:
         emit_json({**data, "via": via})
     else:
         console.print("[bold red]EMERGENCY ROLLBACK[/]")
-        _print_rollback(data, via)
+        _print_rollback(data, via, s.restart_command())
     raise typer.Exit(0 if data["verification"] in ("success", "journaled") else 1)
 
 

@@ -9,8 +9,9 @@ import typer
 
 from backend.aws.credentials import key_ring_source
 from backend.aws.rotation import RotationReport, reencrypt, rotate_key
+from backend.cli.client import open_database
 from backend.cli.console import JsonOpt, console, emit_json, fail, load_settings
-from backend.db.session import engine_for, session_factory
+from backend.db.session import session_factory
 from backend.security.credentials_crypto import DecryptionFailed, KeyRingError
 
 aws_app = typer.Typer(help="AWS credential storage: key rotation.", no_args_is_help=True)
@@ -21,7 +22,7 @@ RetireOpt = Annotated[
 
 def _run(rotate: bool, retire: bool, as_json: bool) -> None:
     settings = load_settings()
-    engine = engine_for(settings)
+    engine = open_database(settings)
     try:
         action = rotate_key if rotate else reencrypt
         report: RotationReport = action(

@@ -7,10 +7,12 @@ import getpass
 from typing import Any
 
 import httpx
+from rich.markup import escape
+from sqlalchemy import Engine
 
-from backend.cli.console import err
+from backend.cli.console import UNREACHABLE, err, fail
 from backend.core.config import Settings
-from backend.db.session import engine_for, session_factory
+from backend.db.session import database_missing, engine_for, session_factory
 from backend.flags import FlagRuntime, FlagStoreUnavailable, current
 from backend.security.audit_keys import anchor_sessions
 from backend.security.credentials_crypto import KeyRingError
@@ -62,11 +64,35 @@ class Api:
         return body
 
 
+def missing_database_message(settings: Settings) -> str | None:
+    """What to say when the SQLite database file is gone; None when it is there."""
+    path = database_missing(settings)
+    if path is None:
+        return None
+    return (
+        f"the database {path} is missing. Restore the latest backup: ./pcm-ops db restore FILE"
+        " (./pcm-ops db list shows them); for a first setup: ./pcm-ops db init (or ./start.sh)"
+    )
+
+
+def open_database(settings: Settings) -> Engine:
+    """The database for commands that work on it directly. Never creates one: when the SQLite
+    file is gone the command stops here and says how to restore it (exit 5)."""
+    missing = missing_database_message(settings)
+    if missing is not None:
+        fail(missing, UNREACHABLE)
+    return engine_for(settings, create=False)
+
+
 def local_runtime(settings: Settings) -> FlagRuntime:
     """A flag runtime on the database itself, for when the server is down. When the database
-    is unreachable too, it serves the last-known state and journals rollbacks (runtime.last_error
-    says why); without a last-known state it raises FlagStoreUnavailable."""
-    sessions = session_factory(engine_for(settings))
+    is unreachable too (a missing SQLite file included: it is never recreated here), it serves
+    the last-known state and journals rollbacks (runtime.last_error says why); without a
+    last-known state the command stops with the reason."""
+    missing = missing_database_message(settings)
+    if missing is not None:
+        err.print(f"[yellow]warning:[/yellow] {escape(missing)}")
+    sessions = session_factory(engine_for(settings, create=False))
     try:
         anchor_sessions(sessions, settings)
     except (KeyRingError, OSError) as exc:
@@ -84,6 +110,8 @@ def local_runtime(settings: Settings) -> FlagRuntime:
         runtime.refresh(force=True)
     except FlagStoreUnavailable:
         if current().version < 0:
+            if missing is not None:
+                fail(missing, UNREACHABLE)
             raise
     return runtime
 

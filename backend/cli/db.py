@@ -81,7 +81,7 @@ def db_init() -> None:
     console.print(f"Database ready: {report.database}")
     if report.admin_token_created:
         console.print(f"Created an admin API token in {report.admin_token_path} (mode 0600).")
-    for line in report.login_hint():
+    for line in report.login_hint(s.base_url):
         console.print(line, markup=False)
 
 
@@ -156,7 +156,7 @@ def live_check(s: Settings) -> dict[str, Any]:
     except BackupError as exc:
         return {**out, "integrity": str(exc)}
     out.update(integrity=inspection.integrity, schema=inspection.schema, flags=inspection.flags)
-    engine = engine_for(s)
+    engine = engine_for(s, create=False)
     try:
         anchor = None
         with contextlib.suppress(KeyRingError, OSError):  # then keyed events show unverifiable
@@ -255,6 +255,7 @@ def restore(
             REFUSED,
         )
     if pid is not None:
+        s = server_cmd.restart_settings(s)  # started again on the address it has now
         server_cmd.stop(s, quiet=as_json)
     try:
         with progress_bar(s, "backing up the current database") as progress:
@@ -319,7 +320,7 @@ def _restart_audit_checkpoints(s: Settings, backup_name: str) -> None:
     from backend.db.session import engine_for, session_factory
     from backend.security.audit_keys import restart_checkpoints
 
-    engine = engine_for(s)
+    engine = engine_for(s, create=False)
     try:
         restart_checkpoints(s, session_factory(engine), f"restored from {backup_name}")
     finally:

@@ -8,6 +8,7 @@ when the checkout is refused (an untracked file in the way) the stash is popped 
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -120,7 +121,16 @@ def start_server(settings: Settings, repo: Repo, *, quiet: bool) -> int:
     """The project's own ./start.sh when rolling back this project; else the in-process start."""
     script = repo.path / "start.sh"
     if repo.path == PROJECT_ROOT and script.exists():
-        done = subprocess.run([str(script)], cwd=repo.path, capture_output=quiet, check=False)
+        # Back on the address it had (see server_cmd.restart_settings), not on the default.
+        env = {
+            **os.environ,
+            "HOST": settings.host,
+            "PORT": str(settings.port),
+            "WORKERS": str(settings.workers),
+        }
+        done = subprocess.run(
+            [str(script)], cwd=repo.path, capture_output=quiet, check=False, env=env
+        )
         return done.returncode
     if quiet:
         with contextlib.redirect_stdout(sys.stderr):
@@ -205,6 +215,7 @@ def rollback_git(
     was_running = server_cmd.running_pid(s) is not None
     say(f"1. stopping the server{'' if was_running else ' (not running)'}")
     if was_running:
+        s = server_cmd.restart_settings(s)
         server_cmd.stop(s, quiet=True)
     stash: str | None = None
     if changes:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import func, select
 
-from backend.cli.client import Api, ApiError, ServerDown, cli_actor
+from backend.cli.client import Api, ApiError, ServerDown, cli_actor, open_database
 from backend.cli.console import (
     NOT_FOUND,
     UNREACHABLE,
@@ -41,7 +41,7 @@ def add_record(
     changes: list[dict[str, object]],
 ) -> int:
     """Store a rollback record made outside the flag engine (database restore, git)."""
-    engine = engine_for(settings)
+    engine = engine_for(settings, create=False)
     try:
         with session_factory(engine).begin() as s:
             version = s.scalar(select(FlagStoreRow.version).where(FlagStoreRow.id == 1)) or 0
@@ -82,7 +82,7 @@ def communication(
 
 
 def _from_db(settings: Settings, record_id: int | None, limit: int) -> dict[str, Any]:
-    engine = engine_for(settings)
+    engine = open_database(settings)
     try:
         with session_factory(engine)() as s:
             if record_id is not None:

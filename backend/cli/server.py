@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -16,14 +17,17 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
+from backend.core import server_state
 from backend.core.config import PROJECT_ROOT, Settings
 from backend.core.filemodes import tighten_private_dirs
 from backend.db.init_db import init_db
 from backend.db.outage import first_line, unreachable
-from backend.db.session import engine_for, session_factory
+from backend.db.session import database_missing, engine_for, session_factory
 from backend.flags import FlagRuntime, snapshot
 from backend.flags.last_known import load as load_last_known
 from backend.metrics import multiproc
+
+alive = server_state.alive  # kept here for the commands that import it from this module
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -35,24 +39,20 @@ def read_pid(path: Path) -> int | None:
         return None
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); treat it as gone.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
 def running_pid(settings: Settings) -> int | None:
     pid = read_pid(settings.pid_file)
     return pid if pid is not None and alive(pid) else None
+
+
+def restart_settings(settings: Settings) -> Settings:
+    """Settings that start the server again where it runs now (its host, port and workers,
+    unless HOST, PORT or WORKERS are given): call before stopping it."""
+    running = settings.running_server
+    if running is None:
+        return settings
+    given = settings.model_fields_set
+    keep = {k: getattr(running, k) for k in ("host", "port", "workers") if k not in given}
+    return settings.model_copy(update=keep)
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -88,6 +88,33 @@ class Refused(Exception):
         self.code = code
 
 
+def refuse_missing_database(settings: Settings) -> None:
+    """A first setup creates the database; a data directory that had one (its admin token,
+    backups, audit checkpoints or last-known flags are there) whose database file is gone is
+    not silently given an empty one: that would hide the loss behind default flags."""
+    path = database_missing(settings)
+    if path is None or not path.parent.is_dir():  # an unmounted volume is an outage
+        return
+    traces = [
+        p.name
+        for p in (
+            settings.admin_token_path,
+            settings.backup_manifest,
+            settings.audit_checkpoint_file,
+            settings.state_file,
+        )
+        if p.exists()
+    ]
+    if traces:
+        raise Refused(
+            f"the database {path} is missing, but {path.parent} held one"
+            f" ({', '.join(traces)}). Restore the latest backup: ./pcm-ops db restore FILE"
+            " (./pcm-ops db list shows them), then ./start.sh; or, to start over with an"
+            " empty database: ./pcm-ops db init, then ./start.sh",
+            4,
+        )
+
+
 def prepare_database(settings: Settings) -> tuple[int, set[str]] | None:
     """Run init_db. When the database is unreachable (an outage, not wrong settings) and a
     last-known flag state exists, return its version and flags: the server then starts on it
@@ -116,19 +143,19 @@ def prepare_database(settings: Settings) -> tuple[int, set[str]] | None:
         return version, {r.name for r in records}
     if report.admin_token_created:
         console.print(f"Created an admin API token in {report.admin_token_path} (mode 0600).")
-    for line in report.login_hint():
+    for line in report.login_hint(settings.listen_url):
         console.print(line, markup=False)
     return None
 
 
-def wait_healthy(settings: Settings, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=1.0) as http:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 return False
             with contextlib.suppress(httpx.HTTPError):
-                if http.get(f"{settings.base_url}/api/health").status_code in (200, 503):
+                if http.get(f"{url}/api/health").status_code in (200, 503):
                     return True
             time.sleep(0.1)
     return False
@@ -137,7 +164,14 @@ def wait_healthy(settings: Settings, proc: subprocess.Popen[bytes], timeout: flo
 def start(settings: Settings, timeout: float = 30.0) -> int:
     pid = running_pid(settings)
     if pid is not None:
-        console.print(f"PCM-Ops Tools is already running (pid {pid}) at {settings.base_url}")
+        running = settings.running_server
+        url = running.url if running is not None else settings.base_url
+        console.print(f"PCM-Ops Tools is already running (pid {pid}) at {url}")
+        if running is not None and running.url != settings.listen_url:
+            console.print(
+                f"  (not at {settings.listen_url}: to move it, {running.restart_command()}"
+                " with the new HOST/PORT)"
+            )
         return 0
     if port_in_use(settings.host, settings.port):
         console.print(
@@ -147,6 +181,7 @@ def start(settings: Settings, timeout: float = 30.0) -> int:
         return 1
     tighten_private_dirs(settings)  # left 0644/0755 by older versions
     try:
+        refuse_missing_database(settings)
         degraded = prepare_database(settings)
     except Refused as exc:
         console.print(f"[red]Cannot start:[/red] {escape(str(exc))}")
@@ -189,7 +224,18 @@ def start(settings: Settings, timeout: float = 30.0) -> int:
             env=env,
         )
     settings.pid_file.write_text(f"{proc.pid}\n")
-    if not wait_healthy(settings, proc, timeout):
+    server_state.write(
+        settings.server_state_file,
+        server_state.ServerState(
+            pid=proc.pid,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        ),
+    )
+    url = settings.listen_url
+    if not wait_healthy(url, proc, timeout):
         console.print("[red]PCM-Ops Tools did not come up.[/red] Last lines of the console log:")
         with contextlib.suppress(OSError):
             for line in console_log.read_text(errors="replace").splitlines()[-15:]:
@@ -206,12 +252,12 @@ def start(settings: Settings, timeout: float = 30.0) -> int:
             f"  [yellow]DEGRADED: database unreachable, serving last-known state version"
             f" {degraded[0]}, migrations pending (see /api/health)[/yellow]"
         )
-    console.print(f"  URL:         {settings.base_url}")
+    console.print(f"  URL:         {url}")
     console.print(f"  Log file:    {settings.log_file}")
     console.print(f"  Admin token: {settings.admin_token_path}")
     console.print(
         f'  Try: curl -H "Authorization: Bearer $(cat {settings.admin_token_path})" '
-        f"{settings.base_url}/api/feature-flags"
+        f"{url}/api/feature-flags"
     )
     return 0
 
@@ -220,6 +266,7 @@ def stop(settings: Settings, timeout: float = 10.0, quiet: bool = False) -> int:
     pid = read_pid(settings.pid_file)
     if pid is None or not alive(pid):
         settings.pid_file.unlink(missing_ok=True)
+        server_state.remove(settings.server_state_file)
         if not quiet:
             console.print("PCM-Ops Tools is not running.")
         return 0
@@ -239,6 +286,7 @@ def stop(settings: Settings, timeout: float = 10.0, quiet: bool = False) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
     settings.pid_file.unlink(missing_ok=True)
+    server_state.remove(settings.server_state_file)
     if not quiet:
         how = f"killed after {timeout:.0f} s (SIGKILL)" if forced else "stopped gracefully"
         console.print(f"PCM-Ops Tools (pid {pid}) {how}; pid file removed.")
@@ -250,5 +298,10 @@ def status(settings: Settings) -> int:
     if pid is None:
         console.print("PCM-Ops Tools is not running.")
         return 3
-    console.print(f"PCM-Ops Tools is running (pid {pid}) at {settings.base_url}")
+    running = settings.running_server
+    if running is None or running.pid != pid:  # started by an older version: no address kept
+        console.print(f"PCM-Ops Tools is running (pid {pid}) at {settings.base_url}")
+        return 0
+    console.print(f"PCM-Ops Tools is running (pid {pid}) at {running.url}")
+    console.print(f"  workers: {running.workers}, started {running.started_at}")
     return 0

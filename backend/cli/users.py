@@ -10,8 +10,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.cli.client import open_database
 from backend.core.config import from_environ
-from backend.db.session import engine_for, session_factory
+from backend.db.session import session_factory
 from backend.flags import ConfigurationError
 from backend.security import throttle, tokens, users
 from backend.security.errors import SecurityError
@@ -37,7 +38,7 @@ def _sessions() -> sessionmaker[Session]:
     except ConfigurationError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    return session_factory(engine_for(settings))
+    return session_factory(open_database(settings))
 
 
 def _fail(exc: SecurityError) -> typer.Exit:

@@ -28,6 +28,13 @@ from backend.core.config import Settings
 
 # The runbook's decision matrix: a degradation over 50% calls for an immediate rollback.
 MAX_SLOWDOWN = 0.5
+# A local /api/health answers in a few ms, where +50% is scheduler noise nobody notices: a
+# slowdown smaller than this never fails (--slack-ms). And a slowdown must persist: the
+# timing is repeated up to ROUNDS times and the best round counts, so a burst of load on the
+# machine (a backup, a deploy, another job) does not fail a rollback that a real regression
+# would fail in every round.
+SLACK_MS = 10.0
+ROUNDS = 3
 NAVIGATION = (
     "/api/feature-flags",
     "/api/providers",
@@ -141,27 +148,38 @@ def record_baseline(settings: Settings, samples: int = 20) -> dict[str, Any]:
     return baseline
 
 
-def performance_check(settings: Settings, api: Api, samples: int, slack_ms: float) -> Check:
+def acceptable(baseline_ms: float, now_ms: float, slack_ms: float) -> bool:
+    """Within +50% of the baseline, or slower by no more than `slack_ms`."""
+    return now_ms <= baseline_ms * (1 + MAX_SLOWDOWN) or now_ms - baseline_ms <= slack_ms
+
+
+def performance_check(
+    settings: Settings, api: Api, samples: int, slack_ms: float, rounds: int = ROUNDS
+) -> Check:
     name = "Performance returns to acceptable levels"
     if not settings.baseline_file.exists():
         return Check(
-            name, "skip", "skipped: no baseline recorded (pcm-ops verify --record-baseline)"
+            name, "skip", "skipped: no baseline recorded (./pcm-ops verify --record-baseline)"
         )
     try:
         baseline = float(json.loads(settings.baseline_file.read_text())["median_ms"])
-        now = statistics.median(measure(api, samples))
+        medians: list[float] = []
+        while len(medians) < rounds and (
+            not medians or not acceptable(baseline, min(medians), slack_ms)
+        ):
+            medians.append(statistics.median(measure(api, samples)))
     except ServerDown as exc:
         return Check(name, "fail", str(exc))
     except (OSError, ValueError, KeyError) as exc:
         return Check(name, "fail", f"baseline {settings.baseline_file} unreadable: {exc}")
+    now = min(medians)
     slower = (now - baseline) / baseline if baseline > 0 else 0.0
-    # The slack keeps sub-millisecond jitter from failing a local health call.
-    ok = slower <= MAX_SLOWDOWN or now - baseline <= slack_ms
     detail = (
         f"median /api/health {now:.1f} ms vs baseline {baseline:.1f} ms ({slower:+.0%}; "
-        f"fails over +{MAX_SLOWDOWN:.0%} and {slack_ms:g} ms)"
+        f"fails over +{MAX_SLOWDOWN:.0%} and {slack_ms:g} ms"
+        f"{f', best of {len(medians)} rounds' if len(medians) > 1 else ''})"
     )
-    return Check(name, "pass" if ok else "fail", detail)
+    return Check(name, "pass" if acceptable(baseline, now, slack_ms) else "fail", detail)
 
 
 def integrity_check(settings: Settings) -> Check:
@@ -197,7 +215,7 @@ def run_checks(
     *,
     since: datetime | None = None,
     samples: int = 20,
-    slack_ms: float = 5.0,
+    slack_ms: float = SLACK_MS,
 ) -> list[Check]:
     api = Api(settings)
     since = since or default_since(settings)
@@ -241,7 +259,7 @@ def verify(
     samples: Annotated[int, typer.Option(min=3, max=1000, help="Health calls to time.")] = 20,
     slack_ms: Annotated[
         float, typer.Option(min=0, help="Slowdowns below this many ms never fail.")
-    ] = 5.0,
+    ] = SLACK_MS,
     as_json: JsonOpt = False,
 ) -> None:
     """Check every "Rollback is Successful When" criterion; exit 1 on any failure."""

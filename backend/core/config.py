@@ -11,7 +11,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from backend.core import server_state
 from backend.core.logfiles import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, WHEN
+from backend.core.server_state import ServerState
 from backend.flags.errors import ConfigurationError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -38,8 +40,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PCM_", extra="ignore", populate_by_name=True)
 
-    host: str = Field(default="127.0.0.1", validation_alias="HOST")
-    port: int = Field(default=8500, ge=1, le=65535, validation_alias="PORT")
+    # Where a server started with these settings listens; clients use base_url (below).
+    host: str = Field(default=server_state.DEFAULT_HOST, validation_alias="HOST")
+    port: int = Field(default=server_state.DEFAULT_PORT, ge=1, le=65535, validation_alias="PORT")
     workers: int = Field(default=1, ge=1, le=64, validation_alias="WORKERS")
     data_dir: Path = PROJECT_ROOT / "data"
     log_dir: Path = PROJECT_ROOT / "logs"
@@ -203,9 +206,39 @@ class Settings(BaseSettings):
         return self.data_dir / "credential_keys.json"
 
     @property
+    def server_state_file(self) -> Path:
+        """Where the running server listens (pid, host, port, workers, start time), 0600."""
+        return self.data_dir / "pcm_ops_tools.server.json"
+
+    @property
+    def running_server(self) -> ServerState | None:
+        """The server `pcm-ops server start` started from this data directory, while it runs."""
+        return server_state.read(self.server_state_file)
+
+    @property
+    def listen_url(self) -> str:
+        """The URL of a server started with these settings (HOST, PORT or their defaults)."""
+        return server_state.url_for(self.host, self.port)
+
+    @property
     def base_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        return f"http://{host}:{self.port}"
+        """The URL clients use: HOST and PORT when given (in the environment or by a test),
+        else the address the running server recorded, else the defaults. So a server started
+        with `PORT=8620 ./start.sh` is found without repeating PORT."""
+        given = self.model_fields_set
+        running = None if {"host", "port"} <= given else self.running_server
+        if running is None:
+            return self.listen_url
+        host = self.host if "host" in given else running.host
+        port = self.port if "port" in given else running.port
+        return server_state.url_for(host, port)
+
+    def restart_command(self) -> str:
+        """How to restart the running server on the address it has now."""
+        running = self.running_server
+        if running is not None:
+            return running.restart_command()
+        return ServerState(0, self.host, self.port, self.workers, "").restart_command()
 
 
 def flag_env(environ: Mapping[str, str]) -> tuple[bool, dict[str, bool]]:

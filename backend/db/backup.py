@@ -227,7 +227,10 @@ def take_backup(
     """Back up the live database online, verify the copy, then record it."""
     engine = backup_engine(settings)
     if not engine.exists():
-        raise BackupNotFound("there is no database to back up: run `pcm-ops db init`")
+        raise BackupNotFound(
+            "there is no database to back up: restore one with `./pcm-ops db restore FILE`"
+            " (`./pcm-ops db list` shows the backups), or set one up with `./pcm-ops db init`"
+        )
     settings.backup_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     now = datetime.now().astimezone()
@@ -276,7 +279,7 @@ def resolve(settings: Settings, name: str | Path) -> Path:
     for path in (candidate, settings.backup_dir / candidate.name):
         if path.is_file():
             return path.resolve()
-    raise BackupNotFound(f"no backup {str(name)!r} (see `pcm-ops db list`)")
+    raise BackupNotFound(f"no backup {str(name)!r} (see `./pcm-ops db list`)")
 
 
 def check_backup(settings: Settings, path: Path) -> CheckReport:

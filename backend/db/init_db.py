@@ -13,8 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
+if __package__ in (None, ""):  # run as a script: make the project importable, in its .venv
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from backend.core.venv import use_project_venv
+
+    use_project_venv()
 
 from alembic import command
 from alembic.config import Config
@@ -50,16 +53,18 @@ class InitReport:
     def migrated(self) -> bool:
         return self.schema_before != self.schema_after
 
-    def login_hint(self) -> list[str]:
-        """What to tell the operator, once, when the first admin was just created."""
+    def login_hint(self, base_url: str) -> list[str]:
+        """What to tell the operator, once, when the first admin was just created; `base_url`
+        is where the server listens (or will)."""
         if not self.admin_user_created:
             return []
         return [
             f"Created the first user 'admin'; its password is in {self.admin_password_path} "
             "(mode 0600).",
-            "Sign in at /login, or: curl -c cookies -H 'Content-Type: application/json' "
-            '-d \'{"username": "admin", "password": "..."}\' http://127.0.0.1:8500/api/auth/login',
-            "Then change it: .venv/bin/pcm-ops user passwd admin (and delete the password file).",
+            f"Sign in at {base_url}/login, or: curl -c cookies"
+            " -H 'Content-Type: application/json'"
+            f' -d \'{{"username": "admin", "password": "..."}}\' {base_url}/api/auth/login',
+            "Then change it: ./pcm-ops user passwd admin (and delete the password file).",
         ]
 
 
@@ -198,7 +203,7 @@ def main() -> int:
     if report.admin_token_created:
         print(f"Created an admin API token in {report.admin_token_path} (mode 0600).")
         print('Use it as: curl -H "Authorization: Bearer $(cat data/admin_token)" ...')
-    for line in report.login_hint():
+    for line in report.login_hint(settings.base_url):
         print(line)
     return 0
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache, partial
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,12 +51,35 @@ def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT, **kwargs: Any) 
     return new
 
 
-def engine_for(settings: Settings) -> Engine:
+def sqlite_file(settings: Settings) -> Path | None:
+    """The SQLite database file of these settings; None for another database (or memory)."""
     if settings.database_url is None:
+        return settings.sqlite_path
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def database_missing(settings: Settings) -> Path | None:
+    """The SQLite file these settings name when it does not exist (deleted, never set up)."""
+    path = sqlite_file(settings)
+    return path if path is not None and not path.exists() else None
+
+
+def engine_for(settings: Settings, *, create: bool = True) -> Engine:
+    """An engine on the settings' database. `create=False` (the CLI's direct access) never
+    makes a SQLite file: a missing one fails to connect, as a database that is gone does,
+    instead of being replaced by an empty one (only init_db sets a database up)."""
+    url = settings.effective_database_url
+    path = sqlite_file(settings)
+    if path is not None and create and settings.database_url is None:
         # Owner-only before SQLite opens it (its -wal and -shm files copy the file's mode).
         private_dir(settings.data_dir)
         create_private_file(settings.sqlite_path)
-    return make_engine(settings.effective_database_url, busy_timeout=settings.database_busy_timeout)
+    elif path is not None and not create:
+        url = f"sqlite:///file:{quote(str(path))}?mode=rw&uri=true"
+    return make_engine(url, busy_timeout=settings.database_busy_timeout)
 
 
 def session_factory(bind: Engine) -> sessionmaker[Session]:
@@ -63,7 +88,9 @@ def session_factory(bind: Engine) -> sessionmaker[Session]:
 
 @lru_cache(maxsize=1)
 def _default_engine() -> Engine:
-    return engine_for(get_settings())
+    # `python -c "from backend.db.session import engine"` (the runbook's check) must not
+    # leave an empty database where the real one is missing.
+    return engine_for(get_settings(), create=False)
 
 
 def __getattr__(name: str) -> Any:

@@ -139,7 +139,9 @@ class SqliteBackup:
 
     def inspect_live(self) -> Inspection:
         if not self.exists():
-            raise CorruptBackup(f"there is no database at {self.path}")
+            raise CorruptBackup(
+                f"there is no database at {self.path} (restore one: ./pcm-ops db restore FILE)"
+            )
         with _connect(f"{self.path.as_uri()}?mode=ro") as conn:
             return _inspect(conn, f"the live database {self.path.name}")
 

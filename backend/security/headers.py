@@ -18,27 +18,22 @@ from backend.security.flag import enabled
 FlagCheck = Callable[[str], bool]
 
 LEGACY = [(b"x-xss-protection", b"1; mode=block")]
-# Swagger UI and ReDoc pages are FastAPI's own HTML, with inline script and a CDN; they show
-# no user data, so they get a policy that lets them work.
-_DOCS_POLICY = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "img-src 'self' data: https://fastapi.tiangolo.com; worker-src blob:; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
-_DOCS_PATHS = ("/docs", "/redoc")
+# ReDoc (/redoc) inserts <style> elements as it loads, before any nonce can reach it; inline
+# styles are allowed there, and only there. Script stays nonce-only on every page.
+_INLINE_STYLE_PATHS = ("/redoc",)
 
 
-def content_security_policy(nonce: str) -> str:
+def content_security_policy(nonce: str, *, inline_styles: bool = False) -> str:
+    style = "'self' 'unsafe-inline'" if inline_styles else f"'self' 'nonce-{nonce}'"
     return (
         f"default-src 'self'; script-src 'nonce-{nonce}' 'strict-dynamic'; "
-        f"style-src 'self' 'nonce-{nonce}'; img-src 'self' data:; object-src 'none'; "
+        f"style-src {style}; img-src 'self' data:; object-src 'none'; "
         "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
     )
 
 
-def strict_headers(nonce: str, path: str) -> list[tuple[bytes, bytes]]:
-    policy = _DOCS_POLICY if path.startswith(_DOCS_PATHS) else content_security_policy(nonce)
+def strict_headers(nonce: str, path: str = "") -> list[tuple[bytes, bytes]]:
+    policy = content_security_policy(nonce, inline_styles=path in _INLINE_STYLE_PATHS)
     return [
         (b"content-security-policy", policy.encode()),
         (b"x-content-type-options", b"nosniff"),

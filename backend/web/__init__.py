@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from backend.web import (
     access,
     admin_pages,
+    api_docs,
     credential_pages,
     dashboard,
     flag_pages,
@@ -45,6 +46,7 @@ def install(app: FastAPI) -> None:
     access.install(app)
     app.state.render_error_page = error_page
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    api_docs.install(app)
     for module in (
         signin_pages,
         dashboard,

@@ -198,7 +198,8 @@ def record_page(
     )
     steps = "root cause analysis; fix, test in staging, then re-enable behind the flag"
     if restart:
-        steps = f"restart to apply {', '.join(restart)} (./stop.sh && ./start.sh); {steps}"
+        how = request.app.state.settings.restart_command()
+        steps = f"restart to apply {', '.join(restart)} ({how}); {steps}"
     impact = f"behaviour behind {len(record['changes'])} change(s) switched back"
     message = communication(record, status=status, impact=impact, next_steps=steps, users=affected)
     return page(

@@ -54,6 +54,8 @@ def page(request: Request, name: str, status_code: int = 200, **context: Any) ->
     # The environment's rollback mode, named so that nobody takes it for a rollback made.
     runtime = getattr(request.app.state, "runtime", None)
     context.setdefault("safe_defaults", bool(runtime and runtime.rollback_mode))
+    # `./stop.sh && PORT=8620 ./start.sh` when the server runs on another address than 8500.
+    context.setdefault("restart_command", request.app.state.settings.restart_command())
     response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -72,11 +72,11 @@ def page_token_to_revoke(ctx: Any) -> dict[str, Any]:
 
 
 RULES: dict[tuple[str, str], Rule] = {
-    # FastAPI's own documentation pages and static files
-    ("GET", "/openapi.json"): Rule("public"),
-    ("GET", "/docs"): Rule("public"),
-    ("GET", "/docs/oauth2-redirect"): Rule("public"),
-    ("GET", "/redoc"): Rule("public"),
+    # The API's documentation: signed-in only (its assets are the public Swagger UI/ReDoc)
+    ("GET", "/openapi.json"): Rule("viewer"),
+    ("GET", "/docs"): Rule("viewer", **PAGE),
+    ("GET", "/redoc"): Rule("viewer", **PAGE),
+    ("MOUNT", "/docs/assets"): Rule("public"),
     ("MOUNT", "/static"): Rule("public"),
     ("GET", "/favicon.ico"): Rule("public", **SERVED),
     # health (public by the runbook)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.cli.conftest import Cli
+from backend.cli.verify import ROUNDS, SLACK_MS, acceptable
+from tests.cli.conftest import Cli, Server
 
 HEALTH = "Application starts and responds to health checks"
 NAVIGATION = "Critical user flows work: navigation (admin token)"
@@ -29,3 +30,31 @@ def test_verify_with_the_server_down(initialized_cli: Cli) -> None:
     assert checks["All stakeholders are informed"][0] == "manual"
     human = initialized_cli("verify")
     assert "NOT VERIFIED" in human.output and "❌" in human.output
+
+
+def test_acceptable__the_decision_matrix_with_a_floor() -> None:
+    # Given a baseline, When the median now is measured, Then +50% (the runbook's line) fails
+    # only past the floor: a few ms on a local health call is noise, not a regression.
+    assert acceptable(100.0, 150.0, slack_ms=10)
+    assert not acceptable(100.0, 151.0, slack_ms=10)
+    assert acceptable(2.45, 12.45, slack_ms=10)  # +408%, but 10 ms: noise
+    assert not acceptable(2.45, 12.5, slack_ms=10)
+    assert not acceptable(0.001, 0.01, slack_ms=0)
+    assert SLACK_MS >= 10
+
+
+def test_verify__a_slowdown_must_persist__every_round_is_timed(server: Server) -> None:
+    # Given a baseline the server cannot meet (a real regression looks like this)
+    pcm = str(server.root / ".venv" / "bin" / "pcm-ops")
+    server.data_dir.joinpath("baseline.json").write_text('{"median_ms": 0.001}')
+    # When verify runs
+    bad = server.run(pcm, "verify", "--slack-ms", "0", "--samples", "3", "--json")
+    # Then it fails after timing every round, not on the first slow one
+    status, detail = statuses(bad.stdout)[PERFORMANCE]
+    assert bad.returncode == 1 and status == "fail"
+    assert f"best of {ROUNDS} rounds" in detail
+    # And a baseline the server meets passes in the first round.
+    server.data_dir.joinpath("baseline.json").write_text('{"median_ms": 60000}')
+    good = server.run(pcm, "verify", "--samples", "3", "--json")
+    status, detail = statuses(good.stdout)[PERFORMANCE]
+    assert status == "pass" and "rounds" not in detail, detail

@@ -267,7 +267,9 @@ def test_the_engine_is_importable_as_the_runbook_shows(
 
         assert engine is module.engine
         assert isinstance(engine, Engine)
-        assert engine.url.database == str(tmp_path / "data" / "pcm_ops_tools.db")
+        # Opened read-write, never created: a missing database is not replaced by an empty one.
+        assert engine.url.database == f"file:{tmp_path / 'data' / 'pcm_ops_tools.db'}"
+        assert not (tmp_path / "data" / "pcm_ops_tools.db").exists()
         with pytest.raises(AttributeError):
             module.no_such_name  # noqa: B018
     finally:

@@ -118,7 +118,7 @@ def test_init_db_makes_the_first_admin_once(
         assert users.authenticate(s, username="admin", password=password) is not None
         users.create_user(s, username="ann", password=PASSWORD, role="viewer")
     report = init_db(settings)
-    assert not report.admin_user_created and report.login_hint() == []
+    assert not report.admin_user_created and report.login_hint("http://127.0.0.1:8500") == []
     with sessions() as s:
         assert [u.username for u in users.list_users(s)] == ["admin", "ann"]
         assert s.get(User, 1) is not None
