@@ -8,8 +8,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from tests.e2e.browser import Console
 from tests.e2e.conftest import Server
-from tests.e2e.test_browser import Console, browser
+from tests.e2e.test_browser import SHOTS, browser
 
 __all__ = ["browser"]
 
@@ -32,7 +33,7 @@ def offline(ui: Console) -> list[str]:
 
 def test_docs__signed_in_and_offline__list_the_operations(browser: object, server: Server) -> None:
     # Given a signed-in browser with no way out to the internet
-    ui = Console(browser, server, "api-docs")
+    ui = Console(browser, server, "api-docs", shots=SHOTS)
     outside = offline(ui)
     ui.sign_in()
     page = ui.page
