@@ -54,11 +54,16 @@ def fmt(value: bool) -> str:
     return "enabled" if value else "disabled"
 
 
+# A change line ends with its reason, after this mark: the operator's text, which
+# `pcm-ops logs --errors` does not read as an error ("error rate > 50%").
+REASON_MARK = " reason: "
+
+
 def reason_suffix(reason: str) -> str:
     """The log lines' reason suffix, on one line: a reason cannot forge log lines."""
     if not reason:
         return ""
-    return " reason: " + reason.replace("\r", "\\r").replace("\n", "\\n")
+    return REASON_MARK + reason.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def log_changes(changes: list[tuple[str, bool, bool]], tail: str) -> None:

@@ -474,7 +474,9 @@ class FlagRuntime:
         )
         self._publish_own(outcome, actor)
         duration = (time.perf_counter() - started) * 1000
-        log.warning(
+        # A rollback that did not take is an error, for the log's readers and greps alike.
+        log.log(
+            logging.WARNING if outcome.verification == "success" else logging.ERROR,
             "Feature flag %s completed: %d changed, record %s, verification %s, %.1f ms",
             scope,
             len(changed),
