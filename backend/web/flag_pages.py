@@ -4,6 +4,7 @@ confirmation. Every change goes through FlagRuntime, like the API's and the CLI'
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -62,8 +63,9 @@ def toggle_form(
     except FlagError as exc:
         code = 404 if "unknown" in str(exc) else 409
         return _flags_page(request, runtime, error=str(exc), status_code=code)
-    state = "on" if result.new else "off"
-    return RedirectResponse(f"/flags?notice={name}+is+now+{state}", status_code=303)
+    # When nothing changed: "... is already at its rollback value (disabled): nothing changed"
+    notice = f"{name} is now {'on' if result.new else 'off'}" if result.changed else result.message
+    return RedirectResponse(f"/flags?{urlencode({'notice': notice})}", status_code=303)
 
 
 @router.post("/flags/{name}/rollback", response_class=HTMLResponse)
@@ -83,6 +85,8 @@ def rollback_form(
         )
     except FlagError as exc:
         return _flags_page(request, runtime, error=str(exc), status_code=404)
+    if result.record_id is None and result.journal_id is None:  # nothing changed or recorded
+        return RedirectResponse(f"/flags?{urlencode({'notice': result.message})}", status_code=303)
     return page(request, "rollback_result.html", result=result, scope=name)
 
 
