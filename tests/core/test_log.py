@@ -66,7 +66,7 @@ def test_uvicorns_general_logger__is_written_as_uvicorn__so_the_runbooks_error_g
         uvicorn.setLevel(level)
     # Then the line names it `uvicorn`, and the runbook's grep does not list it
     (line,) = log_file.read_text().splitlines()
-    assert line.endswith(" INFO [pid %d] uvicorn: Application startup complete." % os.getpid())
+    assert line.endswith(f" INFO [pid {os.getpid()}] uvicorn: Application startup complete.")
     assert not re.search(r"error|exception|failed", line, re.IGNORECASE)
     # ... while the record itself keeps its name for every other handler
     record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "x", None, None)
