@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
 from backend.cli import db as db_cmd
 from backend.cli import server as server_cmd
@@ -25,6 +25,7 @@ from backend.cli.console import (
     err,
     fail,
     load_settings,
+    print_table,
 )
 from backend.cli.gitops import rollback_git
 from backend.cli.logs import logs as logs_cmd
@@ -103,19 +104,21 @@ def server_status() -> None:
 
 
 # -- flags -------------------------------------------------------------------------------------
-def _flags_table(flags: list[dict[str, Any]]) -> Table:
-    table = Table("flag", "enabled", "stored", "source", "phase", "restart", "updated")
-    for f in flags:
-        table.add_row(
+def _print_flags(flags: list[dict[str, Any]]) -> None:
+    rows = [
+        (
             f["name"],
-            "[green]on[/green]" if f["enabled"] else "[red]off[/red]",
+            Text("on", style="green") if f["enabled"] else Text("off", style="red"),
             "on" if f["stored_enabled"] else "off",
             f["source"],
             str(f["phase"]),
             "pending" if f["pending_restart"] else ("yes" if f["requires_restart"] else ""),
             f"{f['updated_at'][:16].replace('T', ' ')} {f['updated_by']}",
         )
-    return table
+        for f in flags
+    ]
+    headers = ("flag", "enabled", "stored", "source", "phase", "restart", "updated")
+    print_table(headers, rows, ids={"flag"})
 
 
 def _local_flags(s: Settings) -> dict[str, Any]:
@@ -147,7 +150,7 @@ def flags_list(as_json: JsonOpt = False) -> None:
         return
     if data.get("rollback_mode"):
         console.print("[bold yellow]ROLLBACK MODE is on: flags serve their rollback values[/]")
-    console.print(_flags_table(data["flags"]))
+    _print_flags(data["flags"])
     console.print(f"flags version {data['version']}")
 
 
@@ -167,7 +170,7 @@ def flags_get(name: str, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(data)
     else:
-        console.print(_flags_table([data]))
+        _print_flags([data])
 
 
 def _set(name: str, enabled: bool, reason: str, as_json: bool) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from backend.cli.client import ServerDown
 from backend.cli.console import (
@@ -23,6 +22,7 @@ from backend.cli.console import (
     emit_json,
     fail,
     load_settings,
+    print_table,
 )
 from backend.cli.gitops import GitError, repo_for
 from backend.cli.verify import record_baseline
@@ -118,9 +118,8 @@ def show(entries: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         emit_json(entries)
         return
-    table = Table("tag", "commit", "created", "backup", "baseline", "note")
-    for e in reversed(entries):
-        table.add_row(
+    rows = [
+        (
             e["tag"],
             e["commit"][:12],
             e["created_at"][:19].replace("T", " "),
@@ -128,4 +127,7 @@ def show(entries: list[dict[str, Any]], as_json: bool) -> None:
             f"{e['baseline_ms']:.2f} ms" if e.get("baseline_ms") else "-",
             e.get("note", ""),
         )
-    console.print(table)
+        for e in reversed(entries)
+    ]
+    headers = ("tag", "commit", "created", "backup", "baseline", "note")
+    print_table(headers, rows, ids={"tag", "commit", "backup"})
