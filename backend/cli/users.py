@@ -62,7 +62,13 @@ def _password(from_stdin: bool, *, confirm: bool = True) -> str:
 
 
 def _when(moment: datetime | None, default: str = "") -> str:
+    """ISO 8601, for --json."""
     return moment.isoformat(timespec="seconds") if moment else default
+
+
+def _shown(moment: datetime | None, default: str = "") -> str:
+    """Local time as a table shows it (a date and a time, which may wrap between them)."""
+    return f"{moment.astimezone():%Y-%m-%d %H:%M:%S}" if moment else default
 
 
 @user_app.command("create")
@@ -154,7 +160,7 @@ def user_list(as_json: JsonOpt = False) -> None:
         )
         return
     rows = [
-        (u.username, u.role, "disabled" if u.disabled else "active", _when(u.last_login_at))
+        (u.username, u.role, "disabled" if u.disabled else "active", _shown(u.last_login_at))
         for u in found
     ]
     headers = ("username", "role", "state", "last sign-in")
@@ -200,10 +206,10 @@ def token_list(as_json: JsonOpt = False) -> None:
         (
             str(t.id),
             t.name,
-            f"{t.prefix}…",
+            t.prefix,
             t.role,
-            _when(t.last_used_at, "never"),
-            _when(t.revoked_at),
+            _shown(t.last_used_at, "never"),
+            _shown(t.revoked_at),
         )
         for t in found
     ]
