@@ -159,8 +159,10 @@ def records_show(record_id: int, as_json: JsonOpt = False) -> None:
         emit_json({**r, "log_entry": log_entry(r)})
         return
     console.print(log_entry(r), markup=False)
-    for c in r["changes"] or []:
-        console.print(f"  change: {c}", markup=False)
+    console.print(f"Record: {r['id']} by {r['actor']} (flags version {r['version']})", markup=False)
+    console.print("Changes:")
+    for line in reports.change_lines(r):
+        console.print(f"  {line}", markup=False)
 
 
 @records_app.command("report")
