@@ -161,10 +161,17 @@ def set_flag(
     and the flag as written. A flag that has the value already is left alone: no audit
     event, no new version (the change returned says old == new, at the current version)."""
     _checked_name(name)
-    row = session.get(FlagRow, name)
-    if row is None:
+    # The flag and the store's version in one statement: one snapshot, so that a flag found
+    # at the value asked for is answered with a version at which it had it.
+    found = session.execute(
+        select(FlagRow, FlagStoreRow.version)
+        .join(FlagStoreRow, FlagStoreRow.id == 1)
+        .where(FlagRow.name == name)
+    ).first()
+    if found is None:
         store_version(session)  # an uninitialised store says so, not "unknown flag"
         raise FlagNotFound(name)
+    row, seen_version = found
     # After the lookup, so that an unknown name is a 404 in rollback mode too.
     if rollback_mode and enabled:
         raise RollbackModeActive(
@@ -175,9 +182,7 @@ def set_flag(
     if row.enabled == enabled:
         # Read without the write lock: the answer is the state this transaction saw.
         return Toggled(
-            Change(name, enabled, enabled, row.requires_restart),
-            store_version(session),
-            _record_of(row),
+            Change(name, enabled, enabled, row.requires_restart), seen_version, _record_of(row)
         )
     store = lock_store(session)
     session.refresh(row)  # as it is now that this transaction holds the lock
@@ -236,13 +241,22 @@ def rollback_flags(
     if exclude:
         scope = and_(scope, FlagRow.name.not_in(list(exclude)))
 
-    def read() -> list[Change]:
+    def read() -> tuple[list[Change], int | None]:
+        """The flags in scope and the store's version, in one statement (one snapshot)."""
         rows = session.execute(
-            select(FlagRow.name, FlagRow.enabled, FlagRow.rollback_value, FlagRow.requires_restart)
+            select(
+                FlagRow.name,
+                FlagRow.enabled,
+                FlagRow.rollback_value,
+                FlagRow.requires_restart,
+                FlagStoreRow.version,
+            )
+            .join(FlagStoreRow, FlagStoreRow.id == 1)
             .where(scope)
             .order_by(FlagRow.name)
         ).all()
-        return [Change(r.name, r.enabled, r.rollback_value, r.requires_restart) for r in rows]
+        changes = [Change(r.name, r.enabled, r.rollback_value, r.requires_restart) for r in rows]
+        return changes, (rows[0].version if rows else None)
 
     def check_names(found: list[Change]) -> None:
         if names is not None:
@@ -251,13 +265,14 @@ def rollback_flags(
                 store_version(session)  # an uninitialised store says so, not "unknown flag"
                 raise FlagNotFound(missing[0])
 
-    changes = read()  # first without the write lock: a rollback with nothing to do takes none
+    changes, seen = read()  # first without the write lock: nothing to do takes none
     check_names(changes)
     if not record_unchanged and not any(c.changed for c in changes):
-        return RollbackOutcome(None, store_version(session), utcnow(), changes, "success")
+        at = store_version(session) if seen is None else seen
+        return RollbackOutcome(None, at, utcnow(), changes, "success")
     bumped = any(c.changed for c in changes)
     store = lock_store(session, bump=bumped)
-    changes = read()  # as they are now that this transaction holds the lock
+    changes, _ = read()  # as they are now that this transaction holds the lock
     check_names(changes)
     now = utcnow()
     changed = [c for c in changes if c.changed]
