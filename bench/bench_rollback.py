@@ -587,11 +587,11 @@ def emergency_rollback(server: Server) -> RollbackTiming:
 
 PEERS = {
     "GET /api/feature-flags/health (public, in-memory)": ("GET", PROBE_PATH, None),
-    "POST /api/feature-flags/toggle (1 flag, same value)": (
+    "POST /api/feature-flags/toggle (1 flag, same value: nothing written)": (
         "POST",
         "/api/feature-flags/toggle",
-        # postgresql_support is off after set-up and after every rollback: the toggle writes a
-        # version bump and an audit event like any toggle but changes no state.
+        # postgresql_support is off after set-up and after every rollback: the toggle finds it
+        # at that value and writes nothing (no version, no audit event); a read of the store.
         {"flag_name": "postgresql_support", "enabled": False, "reason": "bench peer"},
     ),
 }

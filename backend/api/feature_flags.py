@@ -106,7 +106,10 @@ def toggle(
     return {
         "flag": flag_out(result.flag),
         "previous": result.old,
-        "changed": result.old != result.new,
+        # False when the flag had that value already: nothing was written (no audit event,
+        # no new version) and `version` is the store's.
+        "changed": result.changed,
+        "message": result.message,
         "version": result.version,
         # Set when the database was unreachable: the change is journaled and replayed later.
         "journal_id": result.journal_id,
@@ -159,7 +162,7 @@ def history(
 
 @router.post(
     "/{name}/rollback",
-    summary="One flag to its rollback value, with a record",
+    summary="One flag to its rollback value, with a record (none when it had that value)",
     responses={**NOT_FOUND, **CONFLICT, **BODY},
 )
 def rollback_flag(

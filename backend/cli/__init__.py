@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
 from backend.cli import db as db_cmd
 from backend.cli import server as server_cmd
@@ -25,6 +25,7 @@ from backend.cli.console import (
     err,
     fail,
     load_settings,
+    print_table,
 )
 from backend.cli.gitops import rollback_git
 from backend.cli.logs import logs as logs_cmd
@@ -103,19 +104,21 @@ def server_status() -> None:
 
 
 # -- flags -------------------------------------------------------------------------------------
-def _flags_table(flags: list[dict[str, Any]]) -> Table:
-    table = Table("flag", "enabled", "stored", "source", "phase", "restart", "updated")
-    for f in flags:
-        table.add_row(
+def _print_flags(flags: list[dict[str, Any]]) -> None:
+    rows = [
+        (
             f["name"],
-            "[green]on[/green]" if f["enabled"] else "[red]off[/red]",
+            Text("on", style="green") if f["enabled"] else Text("off", style="red"),
             "on" if f["stored_enabled"] else "off",
             f["source"],
             str(f["phase"]),
             "pending" if f["pending_restart"] else ("yes" if f["requires_restart"] else ""),
             f"{f['updated_at'][:16].replace('T', ' ')} {f['updated_by']}",
         )
-    return table
+        for f in flags
+    ]
+    headers = ("flag", "enabled", "stored", "source", "phase", "restart", "updated")
+    print_table(headers, rows, ids={"flag"})
 
 
 def _local_flags(s: Settings) -> dict[str, Any]:
@@ -147,7 +150,7 @@ def flags_list(as_json: JsonOpt = False) -> None:
         return
     if data.get("rollback_mode"):
         console.print("[bold yellow]ROLLBACK MODE is on: flags serve their rollback values[/]")
-    console.print(_flags_table(data["flags"]))
+    _print_flags(data["flags"])
     console.print(f"flags version {data['version']}")
 
 
@@ -167,7 +170,7 @@ def flags_get(name: str, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(data)
     else:
-        console.print(_flags_table([data]))
+        _print_flags([data])
 
 
 def _set(name: str, enabled: bool, reason: str, as_json: bool) -> None:
@@ -188,7 +191,8 @@ def _set(name: str, enabled: bool, reason: str, as_json: bool) -> None:
         data = {
             "flag": result.flag.as_dict(),
             "previous": result.old,
-            "changed": result.old != result.new,
+            "changed": result.changed,
+            "message": result.message,
             "version": result.version,
             "journal_id": result.journal_id,
         }
@@ -200,10 +204,14 @@ def _set(name: str, enabled: bool, reason: str, as_json: bool) -> None:
         return
     flag = data["flag"]
     state = "enabled" if flag["enabled"] else "disabled"
-    console.print(
-        f"Feature flag {name} is now {state} (stored {flag['stored_enabled']}, "
-        f"source {flag['source']}, version {data['version']}, via {via})"
-    )
+    if data.get("changed", True) or data.get("journal_id"):
+        console.print(
+            f"Feature flag {name} is now {state} (stored {flag['stored_enabled']}, "
+            f"source {flag['source']}, version {data['version']}, via {via})"
+        )
+    else:
+        # Nothing was written: no audit event, no new version.
+        console.print(f"Feature flag {data['message']} (version {data['version']}, via {via})")
     if data.get("journal_id"):
         console.print(JOURNALED.format(data["journal_id"]))
     if flag["pending_restart"]:
@@ -252,7 +260,17 @@ def _rollback(s: Settings, names: list[str] | None, reason: str) -> tuple[dict[s
         return result.as_dict(), "journal" if result.journal_id else "database"
 
 
+def _what(data: dict[str, Any]) -> str:
+    """Where a rollback is kept: its record, its journal entry, or nowhere (nothing changed)."""
+    if data["record_id"] is not None:
+        return f"record {data['record_id']}"
+    if data.get("journal_id"):
+        return f"journal entry {data['journal_id']}"
+    return "nothing recorded"
+
+
 def _print_rollback(data: dict[str, Any], via: str, restart: str) -> None:
+
     journaled = data.get("journal_id") is not None
     if journaled:
         # Worked out on the last-known state file, which may be older than the database: the
@@ -272,13 +290,9 @@ def _print_rollback(data: dict[str, Any], via: str, restart: str) -> None:
             console.print("  nothing to change: every flag already had its rollback value")
     if journaled:
         console.print(JOURNALED.format(data["journal_id"]))
-    what = (
-        f"record {data['record_id']}"
-        if data["record_id"] is not None
-        else f"journal entry {data.get('journal_id')}"
-    )
     console.print(
-        f"{what}, verification {data['verification']}, {data['duration_ms']:.1f} ms, via {via}"
+        f"{_what(data)}, verification {data['verification']}, {data['duration_ms']:.1f} ms,"
+        f" via {via}"
     )
     if data["requires_restart"]:
         console.print(
@@ -301,34 +315,38 @@ def rollback_emergency(reason: ReasonOpt = "", as_json: JsonOpt = False) -> None
 
 @rollback_app.command("flag")
 def rollback_flag(name: str, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
-    """One flag to its rollback value, verified by reading it back, then a health check."""
+    """One flag to its rollback value, verified by reading it back, then a health check.
+    A flag at its rollback value already is left alone: nothing is recorded."""
     s = load_settings()
-    if not as_json:
-        console.print(f"🚨 EMERGENCY ROLLBACK: {name}")
-        console.print(f"Time: {datetime.now().astimezone():%a %b %d %H:%M:%S %Z %Y}")
+    began = datetime.now().astimezone()
     try:
+        # First, so that an unknown flag fails before anything is printed.
         data, via = _rollback(s, [name], reason)
     except ApiError as exc:
         api_exit(exc)
+    noop = bool(data.get("nothing_changed")) and not data.get("journal_id")
     verified = _verify_flag_off(s, name, via)
     healthy = _health_ok(s) if via == "api" else None
     if as_json:
         emit_json({**data, "via": via, "read_back_ok": verified, "healthy": healthy})
-    elif verified:
-        console.print("✅ ROLLBACK SUCCESSFUL")
-        what = (
-            f"record {data['record_id']}"
-            if data["record_id"] is not None
-            else f"journal entry {data.get('journal_id')}"
-        )
-        console.print(f"Feature {name} is now disabled ({what}, via {via})")
-        if data.get("journal_id"):
-            console.print(JOURNALED.format(data["journal_id"]))
-            if data.get("note"):
-                console.print(data["note"])
     else:
-        console.print("❌ ROLLBACK FAILED")
-        console.print("Manual intervention required")
+        console.print(
+            f"✅ NOTHING TO ROLL BACK: {name}" if noop else f"🚨 EMERGENCY ROLLBACK: {name}"
+        )
+        console.print(f"Time: {began:%a %b %d %H:%M:%S %Z %Y}")
+        if not verified:
+            console.print("❌ ROLLBACK FAILED")
+            console.print("Manual intervention required")
+        elif noop:
+            console.print(f"Feature {name} is already at its rollback value (disabled):")
+            console.print(f"nothing changed, nothing recorded (via {via})")
+        else:
+            console.print("✅ ROLLBACK SUCCESSFUL")
+            console.print(f"Feature {name} is now disabled ({_what(data)}, via {via})")
+            if data.get("journal_id"):
+                console.print(JOURNALED.format(data["journal_id"]))
+                if data.get("note"):
+                    console.print(data["note"])
     if not verified:
         raise typer.Exit(1)
     if not as_json:

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
-from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.cli import server as server_cmd
@@ -27,6 +26,7 @@ from backend.cli.console import (
     fail,
     human_size,
     load_settings,
+    print_table,
 )
 from backend.cli.records import add_record
 from backend.core.config import Settings
@@ -198,23 +198,26 @@ def db_list(as_json: JsonOpt = False) -> None:
             ]
         )
         return
-    table = Table("file", "status", "created", "kind", "size", "sha256", "note")
+    rows = []
     for i in items:
         created = (
             datetime.fromisoformat(i.info.created_at).astimezone().strftime("%Y-%m-%d %H:%M:%S")
             if i.info
             else (datetime.fromtimestamp(i.mtime).strftime("%Y-%m-%d %H:%M:%S") if i.mtime else "")
         )
-        table.add_row(
-            i.file,
-            i.status,
-            created,
-            i.info.kind if i.info else "",
-            human_size(i.size),
-            i.info.sha256[:12] if i.info else "",
-            i.info.note if i.info else "",
+        rows.append(
+            (
+                i.file,
+                i.status,
+                created,
+                i.info.kind if i.info else "",
+                human_size(i.size),
+                i.info.sha256[:12] if i.info else "",
+                i.info.note if i.info else "",
+            )
         )
-    console.print(table)
+    headers = ("file", "status", "created", "kind", "size", "sha256", "note")
+    print_table(headers, rows, ids={"file", "sha256"})
     console.print(f"{len(items)} backup(s) in {s.backup_dir}")
 
 

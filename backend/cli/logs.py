@@ -29,12 +29,15 @@ from backend.cli.console import (
     load_settings,
 )
 from backend.core.logfiles import rotated_copies
+from backend.flags.outcomes import REASON_MARK
 
 ERROR_PATTERN = re.compile(r"error|exception|failed", re.IGNORECASE)
 FLAG_PATTERN = re.compile(r"Feature flag")
 # backend.core.log's format starts with asctime: "2025-08-24 13:05:09,123 LEVEL ..."
 STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d{3}) ")
-ENTRY = re.compile(r"^\S+ \S+ ([A-Z]+) \[pid \d+\] [\w.]+: (.*)$")
+ENTRY = re.compile(r"^\S+ \S+ ([A-Z]+) \[pid \d+\] ([\w.]+): (.*)$")
+# Names, not words: a flag (`enhanced_error_handling`), a path or a field with an underscore.
+IDENTIFIER = re.compile(r"[\w./-]*_[\w./-]*")
 RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -82,14 +85,24 @@ def entries(
             yield current, line
 
 
+def said(logger: str, message: str) -> str:
+    """What a message says in our own words: without identifiers (flag names such as
+    `enhanced_error_handling`, paths) and without the text an operator typed (a flag
+    change's reason: "error rate > 50%" is why a rollback was made, not an error)."""
+    if logger.startswith("pcm_ops_tools") and message.startswith("Feature flag "):
+        message = message.split(REASON_MARK, 1)[0]
+    return IDENTIFIER.sub(" ", message)
+
+
 def is_error(line: str) -> bool:
-    """An ERROR/CRITICAL entry, or the runbook's pattern in the message (not in the logger's
-    name: uvicorn logs its start-up lines as `uvicorn.error: ... INFO`)."""
+    """An ERROR/CRITICAL entry, or the runbook's pattern in what a message says (not in the
+    logger's name: uvicorn's general logger is `uvicorn.error`, nor in the flag names or
+    reasons of a change); a line without the prefix (a traceback's) by the pattern alone."""
     entry = ENTRY.match(line)
     if entry is None:
         return bool(ERROR_PATTERN.search(line))
-    level, message = entry.groups()
-    return level in ("ERROR", "CRITICAL") or bool(ERROR_PATTERN.search(message))
+    level, logger, message = entry.groups()
+    return level in ("ERROR", "CRITICAL") or bool(ERROR_PATTERN.search(said(logger, message)))
 
 
 def matches(line: str, *, flags: bool, errors: bool) -> bool:

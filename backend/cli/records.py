@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from sqlalchemy import func, select
 
 from backend.cli.client import Api, ApiError, ServerDown, cli_actor, open_database
@@ -20,6 +19,7 @@ from backend.cli.console import (
     err,
     fail,
     load_settings,
+    print_table,
 )
 from backend.core.config import Settings
 from backend.db.session import engine_for, session_factory
@@ -135,9 +135,8 @@ def records_list(
     if as_json:
         emit_json(items)
         return
-    table = Table("id", "time", "feature", "method", "trigger", "duration", "verification")
-    for r in items:
-        table.add_row(
+    rows = [
+        (
             str(r["id"]),
             r["timestamp"][:19].replace("T", " "),
             r["feature"],
@@ -146,7 +145,10 @@ def records_list(
             duration_text(r["duration_ms"]),
             r["verification"],
         )
-    console.print(table)
+        for r in items
+    ]
+    headers = ("id", "time", "feature", "method", "trigger", "duration", "verification")
+    print_table(headers, rows, ids={"id", "feature"})
 
 
 @records_app.command("show")
@@ -157,8 +159,10 @@ def records_show(record_id: int, as_json: JsonOpt = False) -> None:
         emit_json({**r, "log_entry": log_entry(r)})
         return
     console.print(log_entry(r), markup=False)
-    for c in r["changes"] or []:
-        console.print(f"  change: {c}", markup=False)
+    console.print(f"Record: {r['id']} by {r['actor']} (flags version {r['version']})", markup=False)
+    console.print("Changes:")
+    for line in reports.change_lines(r):
+        console.print(f"  {line}", markup=False)
 
 
 @records_app.command("report")

@@ -6,12 +6,13 @@ and, when the server answers, a response-time baseline; recorded together in dat
 
 from __future__ import annotations
 
+import shlex
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from backend.cli.client import ServerDown
 from backend.cli.console import (
@@ -23,6 +24,7 @@ from backend.cli.console import (
     emit_json,
     fail,
     load_settings,
+    print_table,
 )
 from backend.cli.gitops import GitError, repo_for
 from backend.cli.verify import record_baseline
@@ -111,16 +113,28 @@ def snapshot(
             f"[yellow]   {len(dirty)} uncommitted change(s) are not in the tag; "
             "commit them first if they are part of the working state[/yellow]"
         )
-    console.print(f"   to go back: pcm-ops rollback git {tag} && pcm-ops rollback db {info.file}")
+    where = repo.path if repo_dir is not None else None
+    console.print(f"   to go back: {go_back(tag, info.file, where)}", markup=False)
+
+
+def go_back(tag: str, backup_file: str, repo_dir: Path | None) -> str:
+    """The commands that return to a snapshot, runnable as printed: the database first, with
+    the server stopped and left stopped (`rollback db` refuses a running server without
+    --stop), then the code, whose rollback starts the server and verifies it."""
+    me = sys.argv[0] if Path(sys.argv[0]).name == "pcm-ops" and "/" in sys.argv[0] else "pcm-ops"
+    repo = f" --repo {shlex.quote(str(repo_dir))}" if repo_dir is not None else ""
+    return (
+        f"{shlex.quote(me)} rollback db {shlex.quote(backup_file)} --stop --no-start"
+        f" && {shlex.quote(me)} rollback git {shlex.quote(tag)}{repo}"
+    )
 
 
 def show(entries: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         emit_json(entries)
         return
-    table = Table("tag", "commit", "created", "backup", "baseline", "note")
-    for e in reversed(entries):
-        table.add_row(
+    rows = [
+        (
             e["tag"],
             e["commit"][:12],
             e["created_at"][:19].replace("T", " "),
@@ -128,4 +142,7 @@ def show(entries: list[dict[str, Any]], as_json: bool) -> None:
             f"{e['baseline_ms']:.2f} ms" if e.get("baseline_ms") else "-",
             e.get("note", ""),
         )
-    console.print(table)
+        for e in reversed(entries)
+    ]
+    headers = ("tag", "commit", "created", "backup", "baseline", "note")
+    print_table(headers, rows, ids={"tag", "commit", "backup"})

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.cli.client import open_database
+from backend.cli.console import JsonOpt, emit_json, print_table
 from backend.core.config import from_environ
 from backend.db.session import session_factory
 from backend.flags import ConfigurationError
@@ -49,8 +50,26 @@ def _fail(exc: SecurityError) -> typer.Exit:
 def _password(from_stdin: bool, *, confirm: bool = True) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        # getpass would fall back to echoing the password (GetPassWarning), or fail.
+        err.print(
+            "[red]error:[/red] no terminal to ask for the password on: give it on standard"
+            " input with --password-stdin, e.g. [bold]printf '%s\\n' \"$PASSWORD\" |"
+            " pcm-ops user create NAME --password-stdin[/bold]"
+        )
+        raise typer.Exit(2)
     value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=confirm)
     return value
+
+
+def _when(moment: datetime | None, default: str = "") -> str:
+    """ISO 8601, for --json."""
+    return moment.isoformat(timespec="seconds") if moment else default
+
+
+def _shown(moment: datetime | None, default: str = "") -> str:
+    """Local time as a table shows it (a date and a time, which may wrap between them)."""
+    return f"{moment.astimezone():%Y-%m-%d %H:%M:%S}" if moment else default
 
 
 @user_app.command("create")
@@ -123,14 +142,30 @@ def user_unlock(
 
 
 @user_app.command("list")
-def user_list() -> None:
+def user_list(as_json: JsonOpt = False) -> None:
     """Every user, role and state."""
-    table = Table("username", "role", "state", "last sign-in")
     with _sessions()() as s:
-        for u in users.list_users(s):
-            last = u.last_login_at.isoformat(timespec="seconds") if u.last_login_at else ""
-            table.add_row(u.username, u.role, "disabled" if u.disabled else "active", last)
-    console.print(table)
+        found = list(users.list_users(s))
+    if as_json:
+        emit_json(
+            [
+                {
+                    "username": u.username,
+                    "role": u.role,
+                    "disabled": u.disabled,
+                    "created_at": _when(u.created_at) or None,
+                    "last_login_at": _when(u.last_login_at) or None,
+                }
+                for u in found
+            ]
+        )
+        return
+    rows = [
+        (u.username, u.role, "disabled" if u.disabled else "active", _shown(u.last_login_at))
+        for u in found
+    ]
+    headers = ("username", "role", "state", "last sign-in")
+    print_table(headers, rows, ids={"username"}, out=console)
 
 
 @token_app.command("create")
@@ -148,20 +183,39 @@ def token_create(name: str, role: RoleOpt = "viewer") -> None:
 
 
 @token_app.command("list")
-def token_list() -> None:
+def token_list(as_json: JsonOpt = False) -> None:
     """Every token (never the secrets)."""
-    table = Table("id", "name", "prefix", "role", "last used", "revoked")
     with _sessions()() as s:
-        for t in tokens.list_tokens(s):
-            table.add_row(
-                str(t.id),
-                t.name,
-                t.prefix + "…",
-                t.role,
-                t.last_used_at.isoformat(timespec="seconds") if t.last_used_at else "never",
-                t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "",
-            )
-    console.print(table)
+        found = list(tokens.list_tokens(s))
+    if as_json:
+        emit_json(
+            [
+                {
+                    "id": t.id,
+                    "name": t.name,
+                    "prefix": t.prefix,
+                    "role": t.role,
+                    "created_at": _when(t.created_at) or None,
+                    "last_used_at": _when(t.last_used_at) or None,
+                    "revoked_at": _when(t.revoked_at) or None,
+                }
+                for t in found
+            ]
+        )
+        return
+    rows = [
+        (
+            str(t.id),
+            t.name,
+            t.prefix,
+            t.role,
+            _shown(t.last_used_at, "never"),
+            _shown(t.revoked_at),
+        )
+        for t in found
+    ]
+    headers = ("id", "name", "prefix", "role", "last used", "revoked")
+    print_table(headers, rows, ids={"id", "name", "prefix"}, out=console)
 
 
 @token_app.command("revoke")

@@ -12,6 +12,9 @@ from backend.core.logfiles import Rotation, open_handler
 
 FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
 _MARK = "_pcm_ops_handler"
+# Loggers written under another name: uvicorn's general logger is called `uvicorn.error`, so
+# each of its start-up lines would match the runbook's `grep -i "error\|exception\|failed"`.
+SHOWN_AS = {"uvicorn.error": "uvicorn"}
 
 
 class LineFormatter(logging.Formatter):
@@ -25,6 +28,9 @@ class LineFormatter(logging.Formatter):
         super().__init__(fmt)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
+        shown = SHOWN_AS.get(record.name)
+        if shown is not None:  # a copy: other handlers see the record as it was
+            record = logging.makeLogRecord({**record.__dict__, "name": shown})
         message = record.message
         if "\n" not in message:
             return super().formatMessage(record)

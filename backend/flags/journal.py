@@ -299,6 +299,9 @@ def replay(session: Session, entries: list[JournalEntry]) -> list[Replayed]:
                     method=entry.method,
                     reason=replayed_reason(entry, superseded),
                     exclude={s.flag for s in superseded},
+                    # An acknowledged rollback gets its record even when nothing needed
+                    # changing: it carries the entry's id, so that it is never replayed twice.
+                    record_unchanged=True,
                 )
         except FlagNotFound as exc:
             log.error("journaled rollback %s not replayed: %s", entry.id, exc)
@@ -306,5 +309,6 @@ def replay(session: Session, entries: list[JournalEntry]) -> list[Replayed]:
         # The set-based rollback updates rows behind the ORM's back: reload them for the next.
         session.expire_all()
         done.add(entry.id)
+        assert outcome.record_id is not None  # record_unchanged
         applied.append(Replayed(entry, outcome.record_id, superseded))
     return applied

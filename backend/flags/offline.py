@@ -22,6 +22,7 @@ from backend.flags.outcomes import (
     journaled_note,
     log_changes,
     reason_suffix,
+    rollback_message,
 )
 from backend.flags.snapshot import Snapshot
 
@@ -274,6 +275,10 @@ class Offline:
             journal_id=entry.id,
             last_known_version=snap.version,
             note=journaled_note(snap.version, names),
+            # Worked out on the last-known state, which may be older than the database: the
+            # entry is journaled (and applies when replayed) all the same.
+            nothing_changed=not changed,
+            message=rollback_message(names, [f.name for f in changed], None, journal_id=entry.id),
         )
 
     def replay(self, sessions: sessionmaker[Session], *, force: bool = False) -> list[str]:

@@ -53,6 +53,38 @@ def log_entry(r: Mapping[str, Any]) -> str:
     )
 
 
+def change_lines(r: Mapping[str, Any]) -> list[str]:
+    """What a record changed, a line each, in words: a flag's before and after, what a
+    database restore swapped, where a git rollback went."""
+    changes: list[dict[str, Any]] = list(r["changes"] or [])
+    if not changes:
+        if r["method"] == "emergency" or r["feature"] == "ALL":
+            return ["none: every flag was already at its rollback value"]
+        return ["none"]
+    lines: list[str] = []
+    for c in changes:
+        if "flag" in c:
+            lines.append(f"{c['flag']}: {_onoff(c.get('from'))} -> {_onoff(c.get('to'))}")
+        elif "restored_from" in c:
+            saved = c.get("pre_restore_backup") or "nothing (not backed up first)"
+            lines.append(f"database restored from {c['restored_from']}")
+            lines.append(f"the database before it saved as {saved}")
+            lines += [f"kept aside: {p}" for p in c.get("preserved") or []]
+        elif "ref" in c:
+            branch = f" ({c['from_branch']})" if c.get("from_branch") else ""
+            lines.append(f"code from {str(c.get('from'))[:12]}{branch}")
+            lines.append(f"to {c['ref']} ({str(c.get('to'))[:12]})")
+            if c.get("stash"):
+                lines.append(f"uncommitted work stashed as {str(c['stash'])[:12]}")
+        else:
+            lines += [f"{key}: {value}" for key, value in c.items()]
+    return lines
+
+
+def _onoff(value: object) -> str:
+    return "on" if value is True else "off" if value is False else str(value)
+
+
 def action_text(r: Mapping[str, Any]) -> str:
     """What the rollback did, in one sentence, for flags, database restores and git."""
     changes: list[dict[str, Any]] = list(r["changes"] or [])

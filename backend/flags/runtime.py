@@ -31,7 +31,14 @@ from backend.flags.errors import (
 from backend.flags.last_known import FlagRecord
 from backend.flags.models import FlagStoreRow
 from backend.flags.offline import Offline
-from backend.flags.outcomes import RollbackResult, ToggleResult, fmt, log_changes, reason_suffix
+from backend.flags.outcomes import (
+    RollbackResult,
+    ToggleResult,
+    fmt,
+    log_changes,
+    reason_suffix,
+    rollback_message,
+)
 from backend.flags.snapshot import FlagState, Snapshot
 from backend.flags.write_queue import WriteQueue
 
@@ -418,6 +425,10 @@ class FlagRuntime:
                 cause=exc,
             )
         change, version = toggled.change, toggled.version
+        if not change.changed:  # nothing written: nothing to log or load
+            return ToggleResult(
+                self.builder.state(toggled.flag, []), change.old, change.new, version
+            )
         log.info(
             "Feature flag %s changed: %s -> %s by %s via %s (version %s)%s",
             name,
@@ -466,6 +477,21 @@ class FlagRuntime:
                 started=started,
             )
         changed = [c for c in outcome.changes if c.changed]
+        unchanged = [c.name for c in outcome.changes if not c.changed]
+        duration = (time.perf_counter() - started) * 1000
+        message = rollback_message(names, [c.name for c in changed], outcome.record_id)
+        if outcome.record_id is None:  # nothing changed and nothing recorded: nothing to log
+            return RollbackResult(
+                record_id=None,
+                version=outcome.version,
+                changed=[],
+                unchanged=unchanged,
+                requires_restart=[],
+                verification=outcome.verification,
+                duration_ms=round(duration, 2),
+                nothing_changed=True,
+                message=message,
+            )
         scope = "emergency rollback" if names is None else "rollback"
         log_changes(
             [(c.name, c.old, c.new) for c in changed],
@@ -474,7 +500,9 @@ class FlagRuntime:
         )
         self._publish_own(outcome, actor)
         duration = (time.perf_counter() - started) * 1000
-        log.warning(
+        # A rollback that did not take is an error, for the log's readers and greps alike.
+        log.log(
+            logging.WARNING if outcome.verification == "success" else logging.ERROR,
             "Feature flag %s completed: %d changed, record %s, verification %s, %.1f ms",
             scope,
             len(changed),
@@ -486,10 +514,12 @@ class FlagRuntime:
             record_id=outcome.record_id,
             version=outcome.version,
             changed=[{"flag": c.name, "from": c.old, "to": c.new} for c in changed],
-            unchanged=[c.name for c in outcome.changes if not c.changed],
+            unchanged=unchanged,
             requires_restart=[c.name for c in changed if c.requires_restart],
             verification=outcome.verification,
             duration_ms=round(duration, 2),
+            nothing_changed=not changed,
+            message=message,
         )
 
     def replay_journal(self, *, force: bool = False) -> list[str]:

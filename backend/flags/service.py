@@ -39,27 +39,54 @@ class Toggled(NamedTuple):
 
 @dataclass(slots=True)
 class RollbackOutcome:
-    record_id: int
+    record_id: int | None  # None: a flag rollback that found nothing to change records nothing
     version: int
     at: datetime  # the changed flags' updated_at
     changes: list[Change] = field(default_factory=list)
     verification: str = "pending"
 
 
-def lock_store(session: Session) -> FlagStoreRow:
+def lock_store(session: Session, *, bump: bool = True) -> FlagStoreRow:
     """Bump the store version first: on SQLite and PostgreSQL alike this takes the write lock,
-    so concurrent changes (and the audit chain) are serialized and none is lost."""
-    result = session.execute(
-        update(FlagStoreRow)
-        .where(FlagStoreRow.id == 1)
-        .values(version=FlagStoreRow.version + 1, updated_at=utcnow())
+    so concurrent changes (and the audit chain) are serialized and none is lost.
+
+    `bump=False` takes the same lock without a new version: for a rollback record that
+    changes no flag (an emergency rollback with every flag at its rollback value already)."""
+    values = (
+        {"version": FlagStoreRow.version + 1, "updated_at": utcnow()}
+        if bump
+        else {"version": FlagStoreRow.version}
     )
+    result = session.execute(update(FlagStoreRow).where(FlagStoreRow.id == 1).values(**values))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise FlagStoreUnavailable("the flag store is not initialised: run backend/db/init_db.py")
     store = session.get(FlagStoreRow, 1, populate_existing=True)
     assert store is not None
-    notify.announce(session, store.version)  # sent on commit, to every listening worker
+    if bump:
+        notify.announce(session, store.version)  # sent on commit, to every listening worker
     return store
+
+
+def store_version(session: Session) -> int:
+    """The store's version as this transaction sees it (nothing changed: no new one)."""
+    version = session.scalar(select(FlagStoreRow.version).where(FlagStoreRow.id == 1))
+    if version is None:
+        raise FlagStoreUnavailable("the flag store is not initialised: run backend/db/init_db.py")
+    return version
+
+
+def _record_of(row: FlagRow) -> FlagRecord:
+    return FlagRecord(
+        row.name,
+        row.enabled,
+        row.rollback_value,
+        row.requires_restart,
+        row.description,
+        row.phase,
+        row.risk,
+        iso_utc(row.updated_at),
+        row.updated_by,
+    )
 
 
 def seed_flags(
@@ -131,12 +158,20 @@ def set_flag(
     rollback_mode: bool = False,
 ) -> Toggled:
     """Store one flag's new value with its audit event; returns the change, the new version
-    and the flag as written."""
+    and the flag as written. A flag that has the value already is left alone: no audit
+    event, no new version (the change returned says old == new, at the current version)."""
     _checked_name(name)
-    store = lock_store(session)
-    row = session.get(FlagRow, name)
-    if row is None:
+    # The flag and the store's version in one statement: one snapshot, so that a flag found
+    # at the value asked for is answered with a version at which it had it.
+    found = session.execute(
+        select(FlagRow, FlagStoreRow.version)
+        .join(FlagStoreRow, FlagStoreRow.id == 1)
+        .where(FlagRow.name == name)
+    ).first()
+    if found is None:
+        store_version(session)  # an uninitialised store says so, not "unknown flag"
         raise FlagNotFound(name)
+    row, seen_version = found
     # After the lookup, so that an unknown name is a 404 in rollback mode too.
     if rollback_mode and enabled:
         raise RollbackModeActive(
@@ -144,20 +179,19 @@ def set_flag(
             " (FEATURE_FLAG_ROLLBACK_MODE_ENABLED=true);"
             " unset it and restart to enable flags again"
         )
+    if row.enabled == enabled:
+        # Read without the write lock: the answer is the state this transaction saw.
+        return Toggled(
+            Change(name, enabled, enabled, row.requires_restart), seen_version, _record_of(row)
+        )
+    store = lock_store(session)
+    session.refresh(row)  # as it is now that this transaction holds the lock
     change = Change(name, row.enabled, enabled, row.requires_restart)
+    if not change.changed:  # another change got there first, in between
+        return Toggled(change, store.version, _record_of(row))
     row.enabled, row.updated_at, row.updated_by = enabled, utcnow(), actor
     row.version = store.version
-    written = FlagRecord(
-        name,
-        enabled,
-        row.rollback_value,
-        row.requires_restart,
-        row.description,
-        row.phase,
-        row.risk,
-        iso_utc(row.updated_at),
-        actor,
-    )
+    written = _record_of(row)
     append_events(
         session,
         store,
@@ -186,32 +220,66 @@ def rollback_flags(
     method: str,
     reason: str = "",
     exclude: Collection[str] = (),
+    record_unchanged: bool | None = None,
 ) -> RollbackOutcome:
     """Set the named flags (all when None) to their rollback values, with audit and a record;
     the flags in `exclude` are left as they are (a replayed journal entry superseded for them).
 
+    When no flag needs to change, nothing is written (no audit event, no new version) and
+    there is no record, except when `record_unchanged` (by default: for the emergency
+    rollback, names=None), whose record then says that nothing needed changing.
+
     Set-based: one UPDATE for every flag, one INSERT for every audit event, so that rolling
     back a thousand flags costs a few statements, not a few thousand ORM operations."""
     started = time.perf_counter()
-    store = lock_store(session)
+    if record_unchanged is None:
+        record_unchanged = names is None
     scope: ColumnElement[bool] = FlagRow.name.in_(names) if names is not None else true()
     if names is not None:
         for name in names:
             _checked_name(name)
-    current = session.execute(
-        select(FlagRow.name, FlagRow.enabled, FlagRow.rollback_value, FlagRow.requires_restart)
-        .where(scope)
-        .order_by(FlagRow.name)
-    ).all()
-    if names is not None and len(current) != len(set(names)):
-        missing = sorted(set(names) - {r.name for r in current})
-        raise FlagNotFound(missing[0])
     if exclude:
         scope = and_(scope, FlagRow.name.not_in(list(exclude)))
-        current = [r for r in current if r.name not in exclude]
+
+    def read() -> tuple[list[Change], int | None]:
+        """The flags in scope and the store's version, in one statement (one snapshot)."""
+        rows = session.execute(
+            select(
+                FlagRow.name,
+                FlagRow.enabled,
+                FlagRow.rollback_value,
+                FlagRow.requires_restart,
+                FlagStoreRow.version,
+            )
+            .join(FlagStoreRow, FlagStoreRow.id == 1)
+            .where(scope)
+            .order_by(FlagRow.name)
+        ).all()
+        changes = [Change(r.name, r.enabled, r.rollback_value, r.requires_restart) for r in rows]
+        return changes, (rows[0].version if rows else None)
+
+    def check_names(found: list[Change]) -> None:
+        if names is not None:
+            missing = sorted(set(names) - {c.name for c in found} - set(exclude))
+            if missing:
+                store_version(session)  # an uninitialised store says so, not "unknown flag"
+                raise FlagNotFound(missing[0])
+
+    changes, seen = read()  # first without the write lock: nothing to do takes none
+    check_names(changes)
+    if not record_unchanged and not any(c.changed for c in changes):
+        at = store_version(session) if seen is None else seen
+        return RollbackOutcome(None, at, utcnow(), changes, "success")
+    bumped = any(c.changed for c in changes)
+    store = lock_store(session, bump=bumped)
+    changes, _ = read()  # as they are now that this transaction holds the lock
+    check_names(changes)
     now = utcnow()
-    changes = [Change(r.name, r.enabled, r.rollback_value, r.requires_restart) for r in current]
     changed = [c for c in changes if c.changed]
+    if changed and not bumped:  # a flag was changed in between: this needs a version too
+        store = lock_store(session)
+    elif not changed and not record_unchanged:  # another rollback got there in between
+        return RollbackOutcome(None, store.version, now, changes, "success")
     if changed:
         session.execute(
             update(FlagRow)

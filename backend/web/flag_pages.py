@@ -89,6 +89,8 @@ def rollback_form(
         )
     except FlagError as exc:
         return _flags_page(request, runtime, error=str(exc), status_code=404)
+    if result.record_id is None and result.journal_id is None:  # nothing changed or recorded
+        return redirect_with_notice("/flags", "flag_at_rollback_value", name)
     return page(request, "rollback_result.html", result=result, scope=name)
 
 

@@ -17,6 +17,7 @@ NOTICES: dict[str, str] = {
     "flag_off": "{subject} is now off",
     "flag_already_on": "{subject} was already on: nothing changed",
     "flag_already_off": "{subject} was already off: nothing changed",
+    "flag_at_rollback_value": "{subject} is already at its rollback value: nothing changed",
     "user_added": "User {subject} added as {role}",
     "user_disabled": "User {subject} disabled",
     "user_enabled": "User {subject} enabled",

@@ -272,9 +272,10 @@ def ctx(
             create_user(s, username=f"{role}1", password=PASSWORD, role=role)
         create_user(s, username="target", password=PASSWORD, role="viewer")
         _, token = create_token(s, name="matrix", role=Role(TOKEN_ROLE))
-    # A rollback record for the {record_id} routes.
-    r = client.post("/api/feature-flags/postgresql_support/rollback", headers=admin_headers)
-    assert r.status_code == 200
+    # A rollback record for the {record_id} routes (a flag that is on: a rollback that
+    # changes nothing records nothing).
+    r = client.post("/api/feature-flags/thread_safe_sessions/rollback", headers=admin_headers)
+    assert r.status_code == 200 and r.json()["record_id"] == 1
     c = Context(client, sessions, token, {})
     c.browsers = {role: c.sign_in(role) for role in ("viewer", "operator", "admin")}
     return c

@@ -279,6 +279,83 @@ def test_rollback_of_one_flag(client: TestClient, admin_headers: Headers) -> Non
     assert (record.json()["feature"], record.json()["trigger"]) == (CSRF, "INC-9")
 
 
+# -- changes that change nothing record nothing ----------------------------------------------
+def records_total(client: TestClient, headers: Headers) -> int:
+    return len(client.get("/api/rollback-records", headers=headers).json()["items"])
+
+
+def test_toggle__to_the_value_the_flag_has__records_nothing_and_says_so(
+    client: TestClient, admin_headers: Headers, settings: Settings
+) -> None:
+    # Given a flag that is on, and one at its rollback value
+    assert toggle(client, admin_headers, XSS, False).json()["changed"] is True
+    before, audited = version(client, admin_headers), audit_total(client, admin_headers)
+    log_before = settings.log_file.read_text().count("Feature flag")
+    # When each is set to the value it has
+    on = toggle(client, admin_headers, CSRF, True)
+    off = toggle(client, admin_headers, XSS, False)
+    # Then both answer 200 with changed false and say why, and nothing is recorded
+    assert on.status_code == off.status_code == 200
+    assert (on.json()["changed"], on.json()["previous"], on.json()["flag"]["enabled"]) == (
+        False,
+        True,
+        True,
+    )
+    assert on.json()["message"] == f"{CSRF} is already enabled: nothing changed"
+    assert off.json()["message"] == (
+        f"{XSS} is already at its rollback value (disabled): nothing changed"
+    )
+    assert on.json()["version"] == off.json()["version"] == before == version(client, admin_headers)
+    assert audit_total(client, admin_headers) == audited
+    history = client.get(f"/api/feature-flags/{XSS}/history", headers=admin_headers).json()
+    assert [(e["old_value"], e["new_value"]) for e in history["items"]] == [(True, False)]
+    assert settings.log_file.read_text().count("Feature flag") == log_before
+
+
+def test_rollback_of_a_flag__at_its_rollback_value__records_nothing_and_says_so(
+    client: TestClient, admin_headers: Headers
+) -> None:
+    # Given a flag rolled back once
+    first = client.post(f"/api/feature-flags/{CSRF}/rollback", headers=admin_headers).json()
+    assert first["nothing_changed"] is False and isinstance(first["record_id"], int)
+    before, audited = version(client, admin_headers), audit_total(client, admin_headers)
+    records = records_total(client, admin_headers)
+    # When it is rolled back again
+    r = client.post(f"/api/feature-flags/{CSRF}/rollback", headers=admin_headers)
+    # Then the answer says nothing changed, and there is no record, event or version
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["changed"], body["unchanged"], body["record_id"]) == ([], [CSRF], None)
+    assert (body["nothing_changed"], body["verification"]) == (True, "success")
+    assert body["message"] == (
+        f"{CSRF} is already at its rollback value: nothing changed, nothing recorded"
+    )
+    assert body["version"] == before == version(client, admin_headers)
+    assert audit_total(client, admin_headers) == audited
+    assert records_total(client, admin_headers) == records
+
+
+def test_emergency_rollback__everything_at_its_rollback_value__leaves_only_a_record_saying_so(
+    client: TestClient, admin_headers: Headers
+) -> None:
+    # Given every flag rolled back
+    client.post("/api/feature-flags/emergency-rollback", headers=admin_headers)
+    before, audited = version(client, admin_headers), audit_total(client, admin_headers)
+    # When the emergency rollback runs again
+    r = client.post("/api/feature-flags/emergency-rollback", headers=admin_headers)
+    # Then its record says nothing needed changing; no event, no new version
+    body = r.json()
+    assert (r.status_code, body["nothing_changed"], body["changed"]) == (200, True, [])
+    assert body["message"] == (
+        "every flag was already at its rollback value: nothing needed changing"
+        f" (record {body['record_id']})"
+    )
+    assert body["version"] == before == version(client, admin_headers)
+    assert audit_total(client, admin_headers) == audited
+    record = client.get(f"/api/rollback-records/{body['record_id']}", headers=admin_headers).json()
+    assert (record["feature"], record["changes"], record["verification"]) == ("ALL", [], "success")
+
+
 # -- rollback mode and overrides ------------------------------------------------------------
 def test_rollback_mode_serves_rollback_values_and_refuses_enabling(
     open_client: Callable[..., TestClient], admin_headers: Headers

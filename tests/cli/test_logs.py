@@ -113,3 +113,27 @@ def test_lines_before_a_rotation__read_from_the_rotated_copies(cli: Cli) -> None
         "old",
         "recent",
     ]
+
+
+def test_flag_names_and_reasons__are_not_errors__failed_verifications_and_exceptions_are(
+    cli: Cli,
+) -> None:
+    # Given the lines an emergency rollback and its request leave, and two real problems
+    now = stamp(datetime.now())
+    flags = f"{now} WARNING [pid 3] pcm_ops_tools.flags: Feature flag"
+    cli.log_file.parent.mkdir(parents=True)
+    cli.log_file.write_text(
+        f"{flags} enhanced_error_handling changed: enabled -> disabled by admin via emergency"
+        " (version 3, emergency rollback record 1) reason: error rate > 50%, failed logins\n"
+        f'{now} INFO [pid 3] uvicorn.access: 127.0.0.1:5 - "POST /api/feature-flags/'
+        'enhanced_error_handling/rollback HTTP/1.1" 200\n'
+        f"{flags} emergency rollback completed: 1 changed, record 1, verification failed, 2 ms\n"
+        f"{now} WARNING [pid 3] pcm_ops_tools.db: OperationalError: disk I/O\n"
+    )
+    # When the error lines are asked for
+    errors = json.loads(cli("logs", "--errors", "--json").stdout)["lines"]
+    # Then only the failed verification and the exception are
+    assert [line.split(": ", 1)[1] for line in errors] == [
+        "Feature flag emergency rollback completed: 1 changed, record 1, verification failed, 2 ms",
+        "OperationalError: disk I/O",
+    ]

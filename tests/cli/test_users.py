@@ -1,7 +1,11 @@
-"""`pcm-ops user unlock`: the way back in for an account whose sign-ins are blocked."""
+"""`pcm-ops user …`: unlock (the way back in for an account whose sign-ins are blocked),
+create without a terminal, and the lists' --json."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from collections.abc import Callable
 
 import pytest
@@ -12,6 +16,8 @@ from typer.testing import CliRunner
 from backend.cli import app as cli
 from backend.core.config import Settings
 from backend.security.users import create_user
+from tests.cli.conftest import Cli
+from tests.e2e.conftest import ROOT
 
 PASSWORD = "correct horse battery staple"
 WRONG = "not the password!"
@@ -66,3 +72,40 @@ def test_user_unlock__with_address__clears_the_address_block(
 def test_user_unlock__unknown_user__not_found(initialized: object, pcm_ops: CliRunner) -> None:
     r = pcm_ops.invoke(cli, ["user", "unlock", "ghost"])
     assert r.exit_code == 3 and "no user named 'ghost'" in r.output
+
+
+def test_user_create__no_terminal_and_no_password_stdin__says_which_option_to_use(
+    initialized_cli: Cli,
+) -> None:
+    # Given no terminal to prompt on (a script, ssh without -t, cron)
+    pcm = str(ROOT / ".venv" / "bin" / "pcm-ops")
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [pcm, *args],
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            env={**os.environ, **initialized_cli.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    # When a user is created, or a password set, without --password-stdin
+    for args in (("user", "create", "alice", "--role", "operator"), ("user", "passwd", "admin")):
+        result = run(*args)
+        # Then it says to use --password-stdin, exit 2, with no traceback or warning
+        assert result.returncode == 2, result.stderr
+        assert "--password-stdin" in result.stderr
+        assert "Traceback" not in result.stderr and "GetPassWarning" not in result.stderr
+    # And with the option it works, and the lists say so in JSON too
+    made = run("user", "create", "alice", "--role", "operator", "--password-stdin", stdin=PASSWORD)
+    assert made.returncode == 0, made.stderr
+    listed = json.loads(run("user", "list", "--json").stdout)
+    alice = next(u for u in listed if u["username"] == "alice")
+    assert (alice["role"], alice["disabled"], alice["last_login_at"]) == ("operator", False, None)
+    assert run("token", "create", "ci", "--role", "viewer").returncode == 0
+    tokens = json.loads(run("token", "list", "--json").stdout)
+    ci = next(t for t in tokens if t["name"] == "ci")
+    assert (ci["role"], ci["revoked_at"], ci["last_used_at"]) == ("viewer", None, None)
+    assert "token_hash" not in ci and len(ci["prefix"]) < 20  # never the secret

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from backend.cli.verify import ROUNDS, SLACK_MS, acceptable
 from tests.cli.conftest import Cli, Server
@@ -13,6 +14,12 @@ LOGIN = "Critical user flows work: authentication (login)"
 LOGS = "No new errors in logs"
 PERFORMANCE = "Performance returns to acceptable levels"
 DATABASE = "Database integrity is maintained"
+
+
+def stamp() -> str:
+    """Now, as backend.core.log writes it (with milliseconds)."""
+    now = datetime.now()
+    return f"{now:%Y-%m-%d %H:%M:%S},{now.microsecond // 1000:03d}"
 
 
 def statuses(stdout: str) -> dict[str, tuple[str, str]]:
@@ -58,3 +65,34 @@ def test_verify__a_slowdown_must_persist__every_round_is_timed(server: Server) -
     good = server.run(pcm, "verify", "--samples", "3", "--json")
     status, detail = statuses(good.stdout)[PERFORMANCE]
     assert status == "pass" and "rounds" not in detail, detail
+
+
+def test_verify__right_after_an_emergency_rollback__passes_and_still_finds_real_errors(
+    server: Server,
+) -> None:
+    # Given a running server whose flags are on (enhanced_error_handling among them)
+    pcm = str(server.root / ".venv" / "bin" / "pcm-ops")
+    with server.client() as c:
+        flags = {f["name"]: f["enabled"] for f in c.get("/api/feature-flags").json()["flags"]}
+    assert flags["enhanced_error_handling"] is True
+    # When an emergency rollback succeeds, with the reason an operator would give
+    done = server.run(pcm, "rollback", "emergency", "--reason", "error rate > 50%, failed logins")
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Then the log holds its lines, and verify passes right after it
+    log = server.log_file.read_text()
+    assert "Feature flag enhanced_error_handling changed: enabled -> disabled" in log
+    ok = server.run(pcm, "verify", "--json")
+    checks = statuses(ok.stdout)
+    assert ok.returncode == 0, checks
+    assert checks[LOGS][0] == "pass", checks[LOGS]
+    errors = server.run(pcm, "logs", "--errors", "--json")
+    assert json.loads(errors.stdout)["lines"] == []
+    # ... and a real error after it is still found, by both
+    with server.log_file.open("a") as fh:
+        fh.write(f"{stamp()} ERROR [pid 1] pcm_ops_tools: database exception after deploy\n")
+    bad = server.run(pcm, "verify", "--json")
+    assert bad.returncode == 1
+    checks = statuses(bad.stdout)
+    assert checks[LOGS][0] == "fail" and "database exception" in checks[LOGS][1]
+    found = json.loads(server.run(pcm, "logs", "--errors", "--json").stdout)["lines"]
+    assert len(found) == 1 and "database exception after deploy" in found[0]

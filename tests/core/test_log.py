@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -47,3 +48,27 @@ def test_a_rollback_logs_one_greppable_line_per_changed_flag(
 def settings_log(settings) -> Path:  # type: ignore[no-untyped-def]
     configure_logging(settings.log_file)
     return settings.log_file
+
+
+def test_uvicorns_general_logger__is_written_as_uvicorn__so_the_runbooks_error_grep_skips_it(
+    tmp_path: Path,
+) -> None:
+    # Given the log set up as the server does
+    log_file = tmp_path / "app.log"
+    configure_logging(log_file)
+    # When uvicorn logs its start-up line (at INFO, as uvicorn's own set-up lets it)
+    uvicorn = logging.getLogger("uvicorn.error")
+    level = uvicorn.level
+    uvicorn.setLevel(logging.INFO)
+    try:
+        uvicorn.info("Application startup complete.")
+    finally:
+        uvicorn.setLevel(level)
+    # Then the line names it `uvicorn`, and the runbook's grep does not list it
+    (line,) = log_file.read_text().splitlines()
+    assert line.endswith(f" INFO [pid {os.getpid()}] uvicorn: Application startup complete.")
+    assert not re.search(r"error|exception|failed", line, re.IGNORECASE)
+    # ... while the record itself keeps its name for every other handler
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "x", None, None)
+    LineFormatter().format(record)
+    assert record.name == "uvicorn.error"

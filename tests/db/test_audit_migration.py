@@ -118,7 +118,7 @@ def test_0007__filled_database__downgrade_rechains_and_upgrade_verifies(
     # And when upgraded again, every event verifies (all unkeyed now), and new ones chain on
     migrate(engine, "upgrade", "heads")
     plain = session_factory(engine)
-    FlagRuntime(plain).toggle(CSRF, False, actor="later", method="api")
+    FlagRuntime(plain).toggle(CSRF, True, actor="later", method="api")  # off since the rollback
     with plain() as s:
         after = verify_chain(s)
     assert (after.ok, after.events, after.problems) == (True, 13, [])

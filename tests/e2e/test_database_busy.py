@@ -15,10 +15,10 @@ CSRF = "csrf_tokens_enabled"
 BOUND = "4"  # seconds a change waits for the lock (PCM_DATABASE_BUSY_TIMEOUT)
 
 
-def toggle(c: httpx.Client, enabled: bool) -> httpx.Response:
+def toggle(c: httpx.Client, enabled: bool, flag: str = CSRF) -> httpx.Response:
     return c.post(
         "/api/feature-flags/toggle",
-        json={"flag_name": CSRF, "enabled": enabled, "reason": "busy test"},
+        json={"flag_name": flag, "enabled": enabled, "reason": "busy test"},
         timeout=30,
     )
 
@@ -79,10 +79,11 @@ def test_server__write_lock_longer_than_the_bound__answers_503_busy_and_journals
         # Given another connection holding the write lock until the answers are in
         lock = WriteLock(database)
         try:
-            # When a flag is disabled (what the journal would take), enabled, and rolled back
+            # When a flag is disabled (what the journal would take), another enabled (a flag
+            # that is on already would be a read: nothing to write), and all rolled back
             answers = [
                 toggle(c, False),
-                toggle(c, True),
+                toggle(c, True, "postgresql_support"),
                 c.post("/api/feature-flags/emergency-rollback", json={"reason": "busy"}),
             ]
             # Then each is a clear 503 "database busy, retry", never a 500 nor a journal entry

@@ -39,7 +39,9 @@ def anchored(
 
 def toggles(runtime: FlagRuntime, n: int, *, actor: str = "alice") -> None:
     for i in range(n):
-        runtime.toggle(CSRF, i % 2 == 0, actor=actor, method="api", reason=f"change {i}")
+        # Each one a change: setting the value a flag has records nothing.
+        flipped = not runtime.get(CSRF).stored_enabled
+        runtime.toggle(CSRF, flipped, actor=actor, method="api", reason=f"change {i}")
 
 
 def verify(sessions: sessionmaker[Session]) -> ChainReport:
@@ -259,7 +261,7 @@ def test_bind__factories_made_one_after_another__every_one_checkpoints_its_commi
         before = len(path.read_text().splitlines()) if path.exists() else 0
         # When a change is committed through the new factory
         with sessions.begin() as s:
-            set_flag(s, name=CSRF, enabled=i % 2 == 0, actor="alice", method="api")
+            set_flag(s, name=CSRF, enabled=i % 2 == 1, actor="alice", method="api")
         # Then its head is checkpointed
         assert len(path.read_text().splitlines()) == before + 1, f"factory {i}"
         del sessions

@@ -342,8 +342,12 @@ def test_a_rollback_journaled_by_another_process_is_served_here_within_100_ms(
 
 # -- replay order: a later acknowledged change wins ---------------------------------------
 def change_elsewhere(db: Database, name: str, enabled: bool, actor: str) -> int:
-    """A change another process stores without replaying this journal (acknowledged now)."""
+    """A change another process stores without replaying this journal (acknowledged now).
+    Setting the value a flag has is no change (and records nothing), so a flag that has
+    `enabled` already is first set the other way."""
     with db.sessions.begin() as s:
+        if stored(db.sessions)[name] == enabled:
+            service.set_flag(s, name=name, enabled=not enabled, actor=actor, method="api")
         return service.set_flag(s, name=name, enabled=enabled, actor=actor, method="api").version
 
 
@@ -491,3 +495,29 @@ def test_journaling__a_state_file_behind_the_served_store__is_brought_up_first(
     assert CSRF in {c["flag"] for c in result.changed}
     assert current().version == served.version
     assert f"last-known state version {served.version}" in str(result.note)
+
+
+def test_replay__entries_that_find_every_flag_at_its_rollback_value__leave_records_only(
+    rt: FlagRuntime, db: Database
+) -> None:
+    # Given every flag at its rollback value in the store, then an emergency rollback and a
+    # flag rollback journaled during an outage
+    rt.rollback(None, actor="a", method="emergency")
+    events = count(db.sessions, AuditEvent)
+    with db.sessions() as s:
+        version = service.store_version(s)
+    db.down()
+    emergency = rt.rollback(None, actor="a", method="emergency", reason="5xx")
+    one = rt.rollback([CSRF], actor="a", method="feature_flag")
+    assert emergency.nothing_changed and one.nothing_changed  # on the last-known state
+    # When the store is back and the journal replayed
+    db.up()
+    assert rt.replay_journal(force=True) == [emergency.journal_id, one.journal_id]
+    # Then each entry has a record saying nothing needed changing (it carries the entry's id)
+    # and no flag got an event or a new version
+    with db.sessions() as s:
+        records = s.scalars(select(RollbackRecord).order_by(RollbackRecord.id.desc())).all()
+        assert service.store_version(s) == version
+    assert [(r.feature, r.changes) for r in records[:2]] == [(CSRF, []), ("ALL", [])]
+    assert str(one.journal_id) in records[0].trigger
+    assert count(db.sessions, AuditEvent) == events

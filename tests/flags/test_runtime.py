@@ -261,12 +261,17 @@ def test_concurrent_toggles_of_one_flag_are_all_audited_in_order(
 ) -> None:
     threads, per_thread = 8, 25
     before = audit_count(sessions)
+    changes: list[bool] = []  # list.append is atomic: the threads share it safely
 
     def toggles(k: int, i: int) -> None:
-        runtime.toggle(CSRF, (k + i) % 2 == 0, actor=f"thread-{k}", method="api")
+        result = runtime.toggle(CSRF, (k + i) % 2 == 0, actor=f"thread-{k}", method="api")
+        changes.append(result.changed)
 
     assert run_together(threads, per_thread, toggles) == []
-    assert audit_count(sessions) == before + threads * per_thread
+    # Every answer that said "changed" is one audit event; one that found the flag at that
+    # value already recorded nothing.
+    assert len(changes) == threads * per_thread and any(changes)
+    assert audit_count(sessions) == before + sum(changes)
     with sessions() as s:
         chain = verify_chain(s)
         evs = list(
@@ -510,11 +515,13 @@ def test_concurrent_toggles__each_answer__is_the_change_made_at_its_version(
 ) -> None:
     runtime.start_polling()
     threads, per_thread = 6, 30
-    answers: list[tuple[int, bool, bool, str]] = []
+    answers: list[tuple[int, bool, bool, str, bool, str]] = []
 
     def toggles(k: int, i: int) -> None:
         r = runtime.toggle(CSRF, (k + i) % 2 == 0, actor=f"t{k}", method="api")
-        answers.append((r.version, r.new, r.flag.stored_enabled, r.flag.updated_by))
+        answers.append(
+            (r.version, r.new, r.flag.stored_enabled, r.flag.updated_by, r.changed, f"t{k}")
+        )
 
     assert run_together(threads, per_thread, toggles) == []
     with sessions() as s:
@@ -522,9 +529,21 @@ def test_concurrent_toggles__each_answer__is_the_change_made_at_its_version(
             e.version: (e.new_value, e.actor)
             for e in s.scalars(select(AuditEvent).where(AuditEvent.flag_name == CSRF))
         }
-    for version, sent, answered, by in answers:
+
+    def value_at(version: int) -> bool:
+        """The flag's value at a store version: its last audited change at or before it
+        (none: the value it was seeded with, on)."""
+        earlier = [v for v in audited if v <= version]
+        return audited[max(earlier)][0] if earlier else True
+
+    assert any(changed for *_, changed, _ in answers)
+    for version, sent, answered, by, changed, caller in answers:
         assert answered == sent
-        assert audited[version] == (sent, by)
+        if changed:  # the change this caller made, at its version
+            assert audited[version] == (sent, caller) and by == caller
+        else:  # found at that value: the flag had it at the version answered
+            assert version not in audited or audited[version][1] != caller
+            assert value_at(version) == sent
 
 
 # -- the last-known state file keeps up ----------------------------------------------------------

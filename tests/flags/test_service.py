@@ -100,11 +100,53 @@ def test_set_flag_stores_value_bumps_version_and_audits(sessions: sessionmaker[S
     assert (written.name, written.enabled, written.updated_by) == (CSRF, False, "alice")
 
 
-def test_set_flag_to_its_current_value_is_still_audited(sessions: sessionmaker[Session]) -> None:
+def test_set_flag__to_the_value_it_has__records_nothing(sessions: sessionmaker[Session]) -> None:
+    # Given a flag that is on, at some version
+    before = version(sessions)
+    # When it is set on again
     with sessions.begin() as s:
-        change, _, _ = service.set_flag(s, name=CSRF, enabled=True, actor="a", method="api")
-    assert change.changed is False
-    assert len(events(sessions)) == 1
+        change, at, _ = service.set_flag(s, name=CSRF, enabled=True, actor="a", method="api")
+    # Then nothing changed: no audit event, no new version
+    assert (change.old, change.new, change.changed) == (True, True, False)
+    assert at == before == version(sessions)
+    assert events(sessions) == []
+
+
+def test_rollback_of_a_flag__at_its_rollback_value__records_nothing(
+    sessions: sessionmaker[Session],
+) -> None:
+    # Given a flag at its rollback value
+    with sessions.begin() as s:
+        service.set_flag(s, name=CSRF, enabled=False, actor="a", method="api")
+    before, evs = version(sessions), len(events(sessions))
+    # When it is rolled back
+    with sessions.begin() as s:
+        outcome = service.rollback_flags(s, names=[CSRF], actor="ops", method="feature_flag")
+    # Then no record, no event, no version
+    assert (outcome.record_id, outcome.version, outcome.verification) == (None, before, "success")
+    assert [c.changed for c in outcome.changes] == [False]
+    assert (version(sessions), len(events(sessions))) == (before, evs)
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(RollbackRecord)) == 0
+
+
+def test_emergency_rollback__every_flag_at_its_rollback_value__leaves_only_a_record(
+    sessions: sessionmaker[Session],
+) -> None:
+    # Given every flag rolled back already
+    with sessions.begin() as s:
+        first = service.rollback_flags(s, names=None, actor="ops", method="emergency")
+    before, evs = version(sessions), len(events(sessions))
+    # When the emergency rollback runs again
+    with sessions.begin() as s:
+        again = service.rollback_flags(s, names=None, actor="ops", method="emergency")
+    # Then it leaves a record saying nothing needed changing, and nothing else
+    assert again.record_id is not None and again.record_id != first.record_id
+    assert (again.version, version(sessions), len(events(sessions))) == (before, before, evs)
+    with sessions() as s:
+        record = s.get(RollbackRecord, again.record_id)
+        assert record is not None
+        assert (record.changes, record.verification, record.version) == ([], "success", before)
 
 
 @pytest.mark.parametrize("name", ["nope", "", "x" * 5000])

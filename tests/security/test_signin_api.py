@@ -125,7 +125,7 @@ def test_a_role_change_applies_to_the_next_request(
     make_user("ann", "viewer")
     ann = TestClient(client.app)
     token = login(ann, "ann")
-    body = {"flag_name": "csrf_tokens_enabled", "enabled": True}
+    body = {"flag_name": "csrf_tokens_enabled", "enabled": False}  # a change (on is its value)
     headers = {"X-CSRF-Token": token}
     assert ann.post("/api/feature-flags/toggle", json=body, headers=headers).status_code == 403
     client.patch("/api/users/ann", json={"role": "operator"}, headers=admin_headers)
