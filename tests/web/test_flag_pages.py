@@ -31,11 +31,12 @@ def test_flag_actions__on_a_flag_at_its_rollback_value__say_so_and_record_nothin
         follow_redirects=False,
         data={"enabled": "false", "csrf_token": token},
     )
-    # Then the flags page says it is already at its rollback value, with no record to link
+    # Then the flags page says the rollback found it at its rollback value, with no record to
+    # link, and the switch that it was already off
     assert again.status_code == 200
     assert f"{XSS} is already at its rollback value" in again.text
     assert "/records/None" not in again.text
     assert off.status_code == 303
-    assert f"{XSS} is already at its rollback value" in client.get(off.headers["location"]).text
+    assert f"{XSS} was already off: nothing changed" in client.get(off.headers["location"]).text
     assert audit_total(client) == before
     assert len(client.get("/api/rollback-records").json()["items"]) == records
