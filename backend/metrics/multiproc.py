@@ -17,6 +17,7 @@ from prometheus_client import values
 from prometheus_client.multiprocess import mark_process_dead
 
 from backend.core.filemodes import private_dir
+from backend.core.server_state import alive
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 # The names prometheus_client gives its files: <type>[_<gauge mode>]_<pid>.db
@@ -45,16 +46,6 @@ def prepare(directory: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap(directory: Path) -> list[int]:
     """mark_process_dead for every worker whose live gauges are still there but which is gone
     (killed, crashed): a live gauge adds up the processes that are running only."""
@@ -62,7 +53,7 @@ def reap(directory: Path) -> list[int]:
     with contextlib.suppress(OSError):
         for path in directory.iterdir():
             match = _LIVE_GAUGE.match(path.name)
-            if match and not _alive(int(match.group(1))):
+            if match and not alive(int(match.group(1))):
                 dead.add(int(match.group(1)))
     for pid in sorted(dead):
         mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
