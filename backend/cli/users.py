@@ -62,11 +62,6 @@ def _password(from_stdin: bool, *, confirm: bool = True) -> str:
     return value
 
 
-def _when(moment: datetime | None, default: str = "") -> str:
-    """ISO 8601, for --json."""
-    return moment.isoformat(timespec="seconds") if moment else default
-
-
 def _shown(moment: datetime | None, default: str = "") -> str:
     """Local time as a table shows it (a date and a time, which may wrap between them)."""
     return f"{moment.astimezone():%Y-%m-%d %H:%M:%S}" if moment else default
@@ -147,18 +142,7 @@ def user_list(as_json: JsonOpt = False) -> None:
     with _sessions()() as s:
         found = list(users.list_users(s))
     if as_json:
-        emit_json(
-            [
-                {
-                    "username": u.username,
-                    "role": u.role,
-                    "disabled": u.disabled,
-                    "created_at": _when(u.created_at) or None,
-                    "last_login_at": _when(u.last_login_at) or None,
-                }
-                for u in found
-            ]
-        )
+        emit_json([users.user_out(u) for u in found])
         return
     rows = [
         (u.username, u.role, "disabled" if u.disabled else "active", _shown(u.last_login_at))
@@ -188,20 +172,7 @@ def token_list(as_json: JsonOpt = False) -> None:
     with _sessions()() as s:
         found = list(tokens.list_tokens(s))
     if as_json:
-        emit_json(
-            [
-                {
-                    "id": t.id,
-                    "name": t.name,
-                    "prefix": t.prefix,
-                    "role": t.role,
-                    "created_at": _when(t.created_at) or None,
-                    "last_used_at": _when(t.last_used_at) or None,
-                    "revoked_at": _when(t.revoked_at) or None,
-                }
-                for t in found
-            ]
-        )
+        emit_json([tokens.token_out(t) for t in found])
         return
     rows = [
         (
