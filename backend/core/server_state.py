@@ -40,9 +40,20 @@ def serves_this_app(pid: int) -> bool:
     pid reused after a reboot by another program does not pass for the server. True where
     /proc cannot tell."""
     try:
-        return b"backend.main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True
+    if cmdline:
+        return b"backend.main" in cmdline
+    # Empty: a kernel thread (no executable), or a process in the middle of execve, whose
+    # command line the kernel publishes a moment after the parent's Popen returned.
+    try:
+        os.readlink(f"/proc/{pid}/exe")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def url_for(host: str, port: int) -> str:
