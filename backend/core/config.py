@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.core import server_state
 from backend.core.logfiles import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, WHEN
+from backend.core.primary_file import primary_of
 from backend.core.server_state import ServerState
 from backend.flags.errors import ConfigurationError
 
@@ -49,6 +50,10 @@ class Settings(BaseSettings):
     # The git repository that `pcm-ops rollback git` and `pcm-ops snapshot` work in.
     repo_dir: Path = PROJECT_ROOT
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    # The PostgreSQL database (postgresql+psycopg://...) that the `postgresql_support` flag
+    # switches the primary database to (PCM_POSTGRES_URL). DATABASE_URL, when set, pins the
+    # database instead and the flag then only reports.
+    postgres_url: str | None = None
     # Set by `pcm-ops server start` when init_db could not reach the database: the server
     # then runs it (migrations, seed) in the background once the database answers.
     database_init_pending: bool = False
@@ -129,8 +134,24 @@ class Settings(BaseSettings):
         return self.data_dir / "pcm_ops_tools.db"
 
     @property
+    def sqlite_url(self) -> str:
+        return f"sqlite:///{self.sqlite_path}"
+
+    @property
+    def primary_state_file(self) -> Path:
+        """Which database is the primary now (sqlite or postgresql) and when the two sides
+        were last in step (see backend.db.primary), mode 0600."""
+        return self.data_dir / "pcm_ops_tools.primary.json"
+
+    @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.sqlite_path}"
+        """DATABASE_URL when set (it pins the database); else PCM_POSTGRES_URL while the
+        primary is PostgreSQL (after a switch by `postgresql_support`); else the SQLite file."""
+        if self.database_url:
+            return self.database_url
+        if self.postgres_url and primary_of(self.primary_state_file) == "postgresql":
+            return self.postgres_url
+        return self.sqlite_url
 
     @property
     def admin_token_path(self) -> Path:

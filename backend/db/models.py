@@ -2,6 +2,7 @@
 
 from backend.aws.models import Provider
 from backend.db.base import Base
+from backend.db.sync_models import SyncedRow
 from backend.flags.models import (
     AuditEvent,
     FlagRow,
@@ -23,6 +24,7 @@ __all__ = [
     "RequestMetric",
     "RollbackAcknowledgement",
     "RollbackRecord",
+    "SyncedRow",
     "User",
     "WebSession",
 ]
