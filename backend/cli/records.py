@@ -1,4 +1,4 @@
-"""`pcm-ops records list|show|report`: rollback records in the runbook's "Rollback Log Entry"
+"""`pcm-ops records list|show|report|ack`: rollback records in the runbook's "Rollback Log Entry"
 form, and its "Internal Communication" message filled in from a record."""
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from backend.cli.console import (
 from backend.core.config import Settings
 from backend.db.session import engine_for, session_factory
 from backend.flags import reports
+from backend.flags.acknowledgements import acknowledge
+from backend.flags.errors import RecordNotFound
 from backend.flags.models import FlagStoreRow, RollbackRecord
 from backend.flags.reports import duration_text, log_entry, record_as_dict
 
@@ -160,6 +162,13 @@ def records_show(record_id: int, as_json: JsonOpt = False) -> None:
         return
     console.print(log_entry(r), markup=False)
     console.print(f"Record: {r['id']} by {r['actor']} (flags version {r['version']})", markup=False)
+    ack = r.get("acknowledged")
+    if ack:
+        console.print(
+            f"Acknowledged by {ack['by']} at {ack['at']} (via {ack['method']})", markup=False
+        )
+    else:
+        console.print(f"Not acknowledged yet: pcm-ops records ack {r['id']}", markup=False)
     console.print("Changes:")
     for line in reports.change_lines(r):
         console.print(f"  {line}", markup=False)
@@ -185,3 +194,29 @@ def records_report(
         emit_json({"record": r, "message": text})
     else:
         console.print(text, markup=False)
+
+
+@records_app.command("ack")
+def records_ack(record_id: int, as_json: JsonOpt = False) -> None:
+    """Say you have seen a rollback (stored once: who, when); the console's banner goes."""
+    s = load_settings()
+    engine = open_database(s)
+    try:
+        done = acknowledge(
+            session_factory(engine), record_id=record_id, actor=cli_actor(), method="cli"
+        )
+    except RecordNotFound:
+        fail(f"no rollback record {record_id}", NOT_FOUND)
+    except Exception as exc:  # the database may be the thing that broke
+        fail(f"cannot acknowledge rollback record {record_id}: {exc}".splitlines()[0], UNREACHABLE)
+    finally:
+        engine.dispose()
+    if as_json:
+        emit_json(done.as_dict())
+    elif done.new:
+        console.print(f"Rollback record {record_id} acknowledged by {done.by}.", markup=False)
+    else:
+        console.print(
+            f"Rollback record {record_id} was already acknowledged by {done.by} at {done.at}.",
+            markup=False,
+        )
