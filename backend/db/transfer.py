@@ -36,6 +36,9 @@ from backend.db.reads import one_snapshot
 from backend.db.session import make_engine
 from backend.db.tables import app_tables, row_counts
 from backend.flags.audit import verify_chain
+from backend.flags.audit_anchor import AuditAnchor
+from backend.flags.checkpoints import CheckpointLog
+from backend.flags.models import AuditEvent
 
 Mode = Literal["copied", "adopted", "nothing"]
 ProgressFn = Callable[[str, int, int], None]
@@ -206,19 +209,41 @@ def check_counts(conn: Connection, snapshot: Snapshot) -> dict[str, int]:
 
 
 def check_chain(session: Session, settings: Settings) -> int:
-    """The audit chain verifies with the data directory's keys and checkpoints, as `pcm-ops
-    audit verify` checks it; returns its number of events."""
+    """The copied audit chain verifies: every event's link and hash (HMAC under the data
+    directory's audit keys), the store's head and count, and each signed checkpoint that falls
+    within it. Checkpoints past its end are not held against it: the copy is of a snapshot,
+    and the server may have appended events since (`pcm-ops audit verify` checks those on the
+    live database). Returns the number of events."""
     from backend.security.audit_keys import audit_anchor
     from backend.security.credentials_crypto import KeyRingError
 
     anchor = None
     with contextlib.suppress(KeyRingError, OSError):  # then keyed events show unverifiable
         anchor = audit_anchor(settings)
-    chain = verify_chain(session, anchor=anchor)
-    if not chain.ok:
-        problems = "; ".join(chain.problems[:3])
-        raise CopyRefused(f"the audit chain does not verify on the copy ({problems}): not kept")
+    chain = verify_chain(session, anchor=AuditAnchor(anchor.keys, None) if anchor else None)
+    problems = list(chain.problems)
+    if anchor is not None and anchor.checkpoints is not None:
+        problems += _checkpoint_problems(session, anchor.checkpoints, chain.events)
+    if problems:
+        shown_problems = "; ".join(problems[:3])
+        raise CopyRefused(
+            f"the audit chain does not verify on the copy ({shown_problems}): not kept"
+        )
     return chain.events
+
+
+def _checkpoint_problems(session: Session, log: CheckpointLog, events: int) -> list[str]:
+    read = log.read()
+    problems = list(read.problems)
+    for cp in read.checkpoints:
+        if not 0 < cp.events <= events:
+            continue
+        head = session.scalar(
+            select(AuditEvent.hash).order_by(AuditEvent.id).offset(cp.events - 1).limit(1)
+        )
+        if head != cp.head:
+            problems.append(f"checkpoint of {cp.at} does not match event {cp.events}")
+    return problems
 
 
 def _reset_sequences(conn: Connection) -> None:
@@ -253,8 +278,13 @@ def _copy_to_postgres(job: Job) -> CopyReport:
             insert_rows(conn, job)
             _reset_sequences(conn)
             counts = check_counts(conn, job.snapshot)
-            with conn.begin_nested():  # verify_chain's session ends this savepoint, not the copy
-                events = check_chain(Session(conn), job.settings)
+            # Read inside the copy's transaction, under savepoints: the sessions of the check
+            # end their savepoints, never the copy.
+            with (
+                conn.begin_nested(),
+                Session(conn, join_transaction_mode="create_savepoint") as session,
+            ):
+                events = check_chain(session, job.settings)
             tx.commit()
     finally:
         engine.dispose()
