@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, func, insert, inspect, make_url, select, text
+from sqlalchemy import Engine, Table, func, insert, inspect, make_url, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -191,13 +191,36 @@ def decide(job: Job, target: Connection) -> Mode:
 
 
 def insert_rows(conn: Connection, job: Job) -> None:
-    """Every row, parents before children, in batches (one executemany each)."""
+    """Every row, parents before children, in batches: COPY on PostgreSQL, one executemany
+    each on SQLite."""
     for table in app_tables():
         rows = job.snapshot.rows[table.name]
         for start in range(0, len(rows), BATCH):
-            conn.execute(insert(table), rows[start : start + BATCH])
+            batch = rows[start : start + BATCH]
+            if conn.dialect.name == "postgresql":
+                _copy_in(conn, table, batch)
+            else:
+                conn.execute(insert(table), batch)
             if job.progress is not None:
                 job.progress(table.name, min(start + BATCH, len(rows)), len(rows))
+
+
+def _copy_in(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """COPY on the transaction's own connection, each value converted by its column type as an
+    INSERT would convert it (UTC timestamps, JSON): several times faster than the INSERTs
+    for the audit trail and the AWS runs' result tables."""
+    columns = list(table.columns)
+    convert = [c.type._cached_bind_processor(conn.dialect) for c in columns]
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    driver: Any = conn.connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(
+                [
+                    row[c.name] if f is None else f(row[c.name])
+                    for c, f in zip(columns, convert, strict=True)
+                ]
+            )
 
 
 def check_counts(conn: Connection, snapshot: Snapshot) -> dict[str, int]:
