@@ -342,3 +342,46 @@ def test_copy_to_sqlite__killed_halfway__changes_nothing_and_a_rerun_completes(
     # and the copy run again completes
     report = copy_database(settings, source_url=pg_url, target_url=sqlite_url)
     assert report.mode == "copied" and contents(sqlite_url) == contents(pg_url)
+
+
+def test_copy_onto_sqlite__file_open_in_another_process__refused_and_unchanged(
+    settings: Settings, sqlite_url: str, pg_url: str
+) -> None:
+    # Given PostgreSQL ahead of the SQLite file, which a server process still has open
+    fill(settings, sqlite_url)
+    copy_database(settings, source_url=sqlite_url, target_url=pg_url)
+    toggle(settings, pg_url, "csrf_tokens_enabled", True)
+    before = contents(sqlite_url)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            "c = sqlite3.connect(sys.argv[1]); c.execute('SELECT 1 FROM flag_store').fetchall()\n"
+            "print('open', flush=True); time.sleep(60)",
+            str(settings.sqlite_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        # When PostgreSQL is copied onto the file
+        with pytest.raises(CopyRefused, match=r"open in process\(es\) \d+: stop the server"):
+            copy_database(settings, source_url=pg_url, target_url=sqlite_url)
+    finally:
+        holder.kill()
+        holder.wait()
+    # Then the file is untouched
+    assert contents(sqlite_url) == before
+
+
+def test_copy__password_in_the_url__never_shown(
+    settings: Settings, sqlite_url: str, pg_url: str
+) -> None:
+    # Given a PostgreSQL URL with a password (the test server trusts, and ignores it)
+    with_password = pg_url.replace("postgres@", "postgres:s3cret-pw@")
+    # When the copy reports
+    report = copy_database(settings, source_url=sqlite_url, target_url=with_password)
+    # Then the password is masked
+    assert "s3cret-pw" not in report.target and "***" in report.target
