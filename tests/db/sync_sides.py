@@ -44,8 +44,6 @@ class Sides:
 class Diverged:
     """What each side wrote after the common base."""
 
-    local_users: tuple[str, ...] = ("sqlite-user",)
-    origin_users: tuple[str, ...] = ("pg-user",)
     origin_token_hash: str = ""
     local_token_hash: str = ""
     revoked_on_origin: str = ""  # a base token revoked on the origin only

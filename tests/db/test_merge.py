@@ -15,7 +15,7 @@ from backend.db.tables import app_tables, row_counts
 from backend.flags.audit import verify_chain
 from backend.flags.models import AuditEvent, FlagRow, FlagStoreRow, RollbackRecord
 from backend.security.models import ApiToken, User
-from tests.db.sync_sides import Diverged, Sides, diverge, sides
+from tests.db.sync_sides import Sides, diverge, sides
 from tests.postgres import admin_execute
 
 __all__ = ["sides"]
