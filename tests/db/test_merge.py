@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.aws.models import ToolRun
 from backend.db.merge import OriginUnreachable, SyncReport, sync_databases
 from backend.db.tables import app_tables, row_counts
+from backend.flags import FlagRuntime
 from backend.flags.audit import verify_chain
 from backend.flags.models import AuditEvent, FlagRow, FlagStoreRow, RollbackRecord
 from backend.security.models import ApiToken, User
@@ -163,3 +164,19 @@ def test_sync__every_table_has_a_rule(sides: Sides) -> None:
     with sides.local() as s:
         assert s.scalar(select(func.count()).select_from(AuditEvent)) == 1
     assert row_counts(sides.origin_engine)["users"] == 1
+
+
+def test_sync__runtime_serving_the_primary__sees_the_synced_flags(sides: Sides) -> None:
+    # Given a flag runtime serving the local side (as a running server does)
+    d = diverge(sides)
+    runtime = FlagRuntime(sides.local)
+    runtime.refresh(force=True)
+    assert all(runtime.get(name).enabled for name in d.flags_from_origin)
+
+    # When the sync takes the origin's later flag changes
+    sync(sides)
+
+    # Then the runtime's next incremental refresh serves them, by the store's new version
+    runtime.refresh()
+    assert not any(runtime.get(name).enabled for name in d.flags_from_origin)
+    assert runtime.get(d.flag_set_later_here).enabled is True
