@@ -35,6 +35,7 @@ PASSWORD = "correct horse battery staple"
 class Sides:
     settings: Settings  # the SQLite side's, with PCM_POSTGRES_URL naming the origin
     local: sessionmaker[Session]  # anchored: keyed events, checkpoints in the data dir
+    local_engine: Engine
     origin: sessionmaker[Session]  # keyed like the local side; its checkpoints are not here
     origin_engine: Engine
     pg_database: str
@@ -80,7 +81,7 @@ def sides(settings: Settings, initialized: InitReport) -> Iterator[Sides]:
         upgrade_schema(origin_engine)
         copy_rows(local_engine, origin_engine)
         try:
-            yield Sides(settings, local, origin, origin_engine, name)
+            yield Sides(settings, local, local_engine, origin, origin_engine, name)
         finally:
             local_engine.dispose()
             origin_engine.dispose()

@@ -180,3 +180,32 @@ def test_sync__runtime_serving_the_primary__sees_the_synced_flags(sides: Sides) 
     runtime.refresh()
     assert not any(runtime.get(name).enabled for name in d.flags_from_origin)
     assert runtime.get(d.flag_set_later_here).enabled is True
+
+
+def test_sync__back_the_other_way__only_what_is_new_there(sides: Sides) -> None:
+    # Given the origin's writes synced into the primary
+    diverge(sides)
+    sync(sides)
+
+    # When the primary's rows are synced back into PostgreSQL (the other direction)
+    back = sync_databases(
+        sides.origin,
+        sides.local_engine,
+        local_name="postgresql",
+        origin_name="sqlite",
+        actor="cli:test",
+    )
+
+    # Then PostgreSQL gains the SQLite side's own rows, and none of those it gave, twice
+    with sides.origin() as s:
+        assert sorted(s.scalars(select(User.username))) == ["admin", "pg-user", "sqlite-user"]
+        assert len(s.scalars(select(ToolRun)).all()) == 2
+        assert len(s.scalars(select(RollbackRecord)).all()) == 2
+        chain = verify_chain(s)
+        assert chain.ok, chain.problems
+    assert back.tables["users"].merged == 1 and back.tables["aws_tool_runs"].merged == 1
+    # ... and the flags changed later on SQLite are taken there
+    later_here = ["atomic_session_updates", "new_secret_key_handling", "thread_safe_sessions"]
+    assert back.flags_updated == later_here
+    assert flag(sides.origin, "atomic_session_updates").enabled is True
+    assert flag(sides.origin, "new_secret_key_handling").enabled is False
