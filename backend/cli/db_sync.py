@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, NoReturn
 from urllib.parse import quote
@@ -89,7 +90,8 @@ def db_sync(origin: FromOpt, dry_run: DryRunOpt = False, as_json: JsonOpt = Fals
             anchor_sessions(sessions, s)
         except (KeyRingError, OSError) as exc:
             fail(f"cannot load the audit keys: {exc}", FAILED)
-        report = _run(sessions, source, local_name, origin_name, dry_run)
+        since = _last_synced(s, local_name, origin_name)
+        report = _run(sessions, source, local_name, origin_name, since, dry_run)
     finally:
         local.dispose()
         source.dispose()
@@ -113,6 +115,7 @@ def _run(
     source: Engine,
     local_name: Backend,
     origin_name: Backend,
+    since: datetime | None,
     dry_run: bool,
 ) -> SyncReport:
     try:
@@ -122,6 +125,7 @@ def _run(
             local_name=local_name,
             origin_name=origin_name,
             actor=cli_actor(),
+            since=since,
             dry_run=dry_run,
         )
     except SyncError as exc:
@@ -160,10 +164,28 @@ def _origin_engine(s: Settings, origin: Backend) -> Engine:
     return make_engine(url, busy_timeout=s.database_busy_timeout)
 
 
+def _from_postgres_into_file(s: Settings, local: Backend, origin: Backend) -> bool:
+    """The runbook's direction: PostgreSQL's writes into the SQLite file the primary file
+    describes (DATABASE_URL, when set, pins another database the file says nothing of)."""
+    return local == "sqlite" and origin == "postgresql" and not s.database_url
+
+
+def _last_synced(s: Settings, local: Backend, origin: Backend) -> datetime | None:
+    """When PostgreSQL's rows were last all in the SQLite file (the primary file's
+    synced_at): older rows missing here were deleted here. None when unknown."""
+    if not _from_postgres_into_file(s, local, origin):
+        return None
+    synced_at = primary_file.read(s.primary_state_file).synced_at
+    try:
+        return datetime.fromisoformat(synced_at) if synced_at else None
+    except ValueError:
+        return None
+
+
 def _mark_synced(s: Settings, local: Backend, origin: Backend) -> None:
     """After PostgreSQL's writes are back in the SQLite primary, the sides are in step: the
     primary file's "unsynced" mark (shown by /api/health) is cleared."""
-    if local != "sqlite" or origin != "postgresql" or s.database_url:
+    if not _from_postgres_into_file(s, local, origin):
         return
     state = primary_file.read(s.primary_state_file)
     primary_file.write(
@@ -186,10 +208,11 @@ def _show(report: SyncReport, origin_url: str, as_json: bool) -> None:
     verb = "would merge" if report.dry_run else "merged"
     console.print(f"Sync from {report.origin} ({origin_url}) into {report.local}:", markup=False)
     rows = [
-        (name, str(t.origin_rows), str(t.already_here), str(t.merged), str(t.updated))
+        (name, *map(str, (t.origin_rows, t.already_here, t.merged, t.updated, t.deleted_here)))
         for name, t in report.tables.items()
     ]
-    print_table(("table", "origin rows", "already here", "added", "updated"), rows, ids={"table"})
+    headers = ("table", "origin rows", "already here", "added", "updated", "deleted here")
+    print_table(headers, rows, ids={"table"})
     flags = ", ".join(report.flags_updated) or "none"
     console.print(f"flags taken from {report.origin}: {flags}", markup=False)
     console.print(

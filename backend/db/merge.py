@@ -12,6 +12,8 @@ here once it answers again. Every table has a rule (a table without one stops th
   keys remapped, and recorded in sync_merged_rows, so a second run adds nothing;
 - mutable tables, matched by their natural key (RULES below): missing here, the row is added;
   present on both, the rule of its table decides (backend.db.merge_rows);
+- a row missing here that is older than the last sync (`since`) was deleted here (a signed-out
+  session, a deleted provider, reaped metrics): it is not brought back, nor what needs it;
 - flags and the audit chain (backend.db.merge_chain): origin events are re-appended onto the
   local chain in their time order; a flag changed later on the origin takes its value here as
   a change of its own (new store version, audit event with method "sync").
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from functools import partial
 
 from alembic.runtime.migration import MigrationContext
@@ -80,19 +83,25 @@ def _not_merged(_merge: Merge, _table: Table) -> None:
 Rule = Callable[[Merge, Table], None]
 # Every table's rule; a table added to the schema without one stops the sync (see doc).
 RULES: dict[str, Rule] = {
-    "providers": partial(merge_keyed, key=("name",), changes=kept_here),
-    "users": partial(merge_keyed, key=("username",), changes=user_changes),
-    "api_tokens": partial(merge_keyed, key=("token_hash",), changes=token_changes),
-    "login_throttle": partial(merge_keyed, key=("key",), changes=newer_by("last_failure_at")),
-    "web_sessions": partial(merge_keyed, key=("id_hash",), changes=newer_by("last_seen_at")),
+    "providers": partial(merge_keyed, key=("name",), changes=kept_here, born="created_at"),
+    "users": partial(merge_keyed, key=("username",), changes=user_changes, born="created_at"),
+    "api_tokens": partial(
+        merge_keyed, key=("token_hash",), changes=token_changes, born="created_at"
+    ),
+    "login_throttle": partial(
+        merge_keyed, key=("key",), changes=newer_by("last_failure_at"), born="last_failure_at"
+    ),
+    "web_sessions": partial(
+        merge_keyed, key=("id_hash",), changes=newer_by("last_seen_at"), born="created_at"
+    ),
     "aws_credentials": partial(
-        merge_keyed, key=("owner", "provider_id"), changes=newer_by("updated_at")
+        merge_keyed, key=("owner", "provider_id"), changes=newer_by("updated_at"), born="created_at"
     ),
     "feature_flags": plan_flags,
     "rollback_records": merge_appended,
     "rollback_acknowledgements": partial(merge_appended, unique=("record_id",)),
     "aws_tool_runs": merge_appended,
-    "request_metrics": partial(merge_appended, unique=("minute", "pid")),
+    "request_metrics": partial(merge_appended, unique=("minute", "pid"), born="minute"),
     "flag_audit_events": plan_events,
     "flag_store": _not_merged,
     "sync_merged_rows": _not_merged,
@@ -106,12 +115,15 @@ def sync_databases(
     local_name: Backend,
     origin_name: Backend,
     actor: str,
+    since: datetime | None = None,
     dry_run: bool = False,
 ) -> SyncReport:
     """Merge the origin's rows into the local database in one transaction (see module doc).
 
     `local` should be anchored (backend.security.audit_keys.anchor_sessions), so that the
-    events appended here are keyed and checkpointed like any other."""
+    events appended here are keyed and checkpointed like any other. `since`: a time when
+    every origin row was here too (the last copy, or sync from that origin): an origin row
+    from before it that is missing here was deleted here, and is not brought back."""
     missing = [t.name for t in app_tables() if t.name not in RULES]
     if missing:
         raise SyncRefused(f"no sync rule for table(s) {', '.join(missing)}")
@@ -130,6 +142,7 @@ def sync_databases(
                 report=report,
                 merged_before=_merged_rows(session, origin_name),
                 from_here=from_here,
+                since=since,
             )
             for table in app_tables():
                 RULES[table.name](merge, table)

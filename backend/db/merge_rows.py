@@ -33,6 +33,11 @@ class SyncFailed(SyncError):
     """The merge did not verify (audit chain, a row that refers to nothing)."""
 
 
+class ParentGone(Exception):
+    """An origin row belongs to a row deleted here since the last sync (a credential of a
+    provider deleted here): it goes with its parent."""
+
+
 @dataclass
 class TableSync:
     """What happened to one table's origin rows."""
@@ -41,6 +46,7 @@ class TableSync:
     already_here: int = 0
     merged: int = 0  # added here
     updated: int = 0  # present on both; the origin's newer state taken
+    deleted_here: int = 0  # older than the last sync and gone here: deleted here, left so
 
 
 @dataclass
@@ -76,7 +82,10 @@ class Merge:
     merged_before: dict[tuple[str, int], int]
     # ... and rows the origin got from here (its own sync_merged_rows about this side).
     from_here: dict[tuple[str, int], int]
+    # When every origin row was here too (the last sync or copy); None: unknown.
+    since: datetime | None = None
     ids: dict[str, dict[int, int]] = field(default_factory=dict)
+    gone: dict[str, set[Any]] = field(default_factory=dict)  # origin ids deleted here
     recorded: list[Row] = field(default_factory=list)  # the sync_merged_rows to add
     # Written once every table is through (backend.db.merge_chain): origin audit events to
     # re-append, and flags to add (here None) or to update.
@@ -93,21 +102,38 @@ class Merge:
         return self.merged_before.get(key, self.from_here.get(key))
 
     def remapped(self, table: Table, row: Row) -> Row:
-        """The origin row with its foreign keys turned into local ids."""
+        """The origin row with its foreign keys turned into local ids. A parent deleted here
+        leaves a nullable key empty (as its ON DELETE SET NULL did here) and takes the row
+        with it otherwise (ParentGone)."""
         values = dict(row)
         for column in table.columns:
             for fk in column.foreign_keys:
-                if values[column.name] is None:
+                value = values[column.name]
+                if value is None:
                     continue
                 parent = fk.column.table.name
-                local_id = self.ids.get(parent, {}).get(values[column.name])
+                if value in self.gone.get(parent, ()):
+                    if not column.nullable:
+                        raise ParentGone(parent)
+                    values[column.name] = None
+                    continue
+                local_id = self.ids.get(parent, {}).get(value)
                 if local_id is None:
                     raise SyncFailed(
                         f"{table.name} row {row.get('id')} refers to {parent} "
-                        f"{values[column.name]}, which the sync did not bring over"
+                        f"{value}, which the sync did not bring over"
                     )
                 values[column.name] = local_id
         return values
+
+    def deleted_here(self, table: Table, row: Row, born: str | None) -> bool:
+        """Whether an origin row missing here was here at the last sync, so was deleted here
+        since (a signed-out session, a deleted provider): it is not brought back."""
+        if born is None or self.since is None or row[born] is None or row[born] > self.since:
+            return False
+        self.gone.setdefault(table.name, set()).add(row[primary_key(table)[0]])
+        self.stats(table).deleted_here += 1
+        return True
 
     def local_rows(self, table: Table) -> list[Row]:
         return [dict(r) for r in self.session.execute(select(table)).mappings()]
@@ -144,16 +170,23 @@ def has_serial_id(table: Table) -> bool:
     return primary_key(table) == ["id"] and isinstance(table.c.id.type, Integer)
 
 
-def merge_appended(merge: Merge, table: Table, *, unique: tuple[str, ...] = ()) -> None:
+def merge_appended(
+    merge: Merge, table: Table, *, unique: tuple[str, ...] = (), born: str | None = None
+) -> None:
     """Add the origin rows that are not here yet. `unique`: columns that allow one row per
     value here (one acknowledgement per record, one metrics row per worker and minute): an
-    origin row whose values are taken here already is kept as here."""
+    origin row whose values are taken here already is kept as here. `born`: the column of
+    the row's time, for a table whose old rows are deleted (see Merge.deleted_here)."""
     stats = merge.stats(table)
     here = {r["id"]: r for r in merge.local_rows(table)}
     taken = {tuple(r[c] for c in unique): r["id"] for r in here.values()} if unique else {}
     for row in merge.rows[table.name]:
         stats.origin_rows += 1
-        values = merge.remapped(table, row)
+        try:
+            values = merge.remapped(table, row)
+        except ParentGone:
+            stats.deleted_here += 1
+            continue
         same = here.get(row["id"]) == values
         local_id = merge.known(table, row["id"]) or (row["id"] if same else None)
         if local_id is None and unique:
@@ -161,28 +194,36 @@ def merge_appended(merge: Merge, table: Table, *, unique: tuple[str, ...] = ()) 
         if local_id is not None:
             merge.ids.setdefault(table.name, {})[row["id"]] = local_id
             stats.already_here += 1
-            continue
-        merge.add(table, values)
-        stats.merged += 1
+        elif not merge.deleted_here(table, row, born):
+            merge.add(table, values)
+            stats.merged += 1
 
 
 Changes = Callable[[Row, Row], Row]
 
 
-def merge_keyed(merge: Merge, table: Table, *, key: tuple[str, ...], changes: Changes) -> None:
+def merge_keyed(
+    merge: Merge, table: Table, *, key: tuple[str, ...], changes: Changes, born: str | None
+) -> None:
     """Match the origin rows to local ones by their natural key `key` (after remapping): a
-    missing row is added; for a row on both sides, `changes(here, there)` says which columns
-    take the origin's values (none: it is kept as here)."""
+    missing row is added, unless it was deleted here since the last sync (`born`: the column
+    of its creation time, see Merge.deleted_here); for a row on both sides, `changes(here,
+    there)` says which columns take the origin's values (none: it is kept as here)."""
     stats = merge.stats(table)
     pk = primary_key(table)
     by_key = {tuple(r[c] for c in key): r for r in merge.local_rows(table)}
     for row in merge.rows[table.name]:
         stats.origin_rows += 1
-        values = merge.remapped(table, row)
+        try:
+            values = merge.remapped(table, row)
+        except ParentGone:
+            stats.deleted_here += 1
+            continue
         here = by_key.get(tuple(values[c] for c in key))
         if here is None:
-            merge.add(table, values)
-            stats.merged += 1
+            if not merge.deleted_here(table, row, born):
+                merge.add(table, values)
+                stats.merged += 1
             continue
         if has_serial_id(table):
             merge.ids.setdefault(table.name, {})[row["id"]] = here["id"]

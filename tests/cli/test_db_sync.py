@@ -19,12 +19,13 @@ from tests.postgres import admin_execute
 
 __all__ = ["sides"]
 
-SINCE = "2026-01-01T00:00:00+00:00"
-
 
 def after_outage(sides: Sides) -> PrimaryState:
     """The primary file as the start-up leaves it when PostgreSQL did not answer."""
-    state = PrimaryState(backend="sqlite", synced_at=None, unsynced_since=SINCE, note="outage")
+    synced_at = sides.synced_at.isoformat(timespec="seconds")
+    state = PrimaryState(
+        backend="sqlite", synced_at=synced_at, unsynced_since=synced_at, note="outage"
+    )
     primary_file.write(sides.settings.primary_state_file, state)
     return state
 
@@ -52,7 +53,7 @@ def test_db_sync__after_outage__writes_back_and_unsynced_cleared(cli: Cli, sides
         assert "pg-user" in s.scalars(select(User.username)).all()
     state = primary_file.read(sides.settings.primary_state_file)
     assert state.backend == "sqlite" and state.unsynced_since is None
-    assert state.synced_at is not None and state.synced_at > SINCE
+    assert state.synced_at is not None and state.synced_at > sides.synced_at.isoformat()
     assert "Database sync from postgresql into sqlite" in cli.log_file.read_text()
 
     # And a second run finds nothing to merge

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import pytest
 from sqlalchemy import Engine, insert, select, text
@@ -15,6 +16,7 @@ from backend.aws.models import Provider, ToolRun
 from backend.aws.providers import create_provider
 from backend.aws.schemas import ProviderCreate
 from backend.core.config import Settings
+from backend.db.base import utcnow
 from backend.db.init_db import InitReport, upgrade_schema
 from backend.db.merge_rows import has_serial_id
 from backend.db.session import engine_for, make_engine, session_factory
@@ -24,6 +26,7 @@ from backend.flags.audit_anchor import AuditAnchor, bind
 from backend.flags.service import rollback_flags, set_flag
 from backend.security.audit_keys import anchor_sessions, load_audit_keys
 from backend.security.models import ApiToken
+from backend.security.sessions import SessionStore
 from backend.security.tokens import Role, create_token, hash_token, revoke_token
 from backend.security.users import create_user
 from tests.postgres import scratch_database
@@ -39,6 +42,8 @@ class Sides:
     origin: sessionmaker[Session]  # keyed like the local side; its checkpoints are not here
     origin_engine: Engine
     pg_database: str
+    synced_at: datetime  # when the base was copied: every row on both sides
+    base_browser: str  # a browser session of admin, in the base
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,9 @@ class Diverged:
 
 @pytest.fixture
 def sides(settings: Settings, initialized: InitReport) -> Iterator[Sides]:
-    """Both sides with the same rows: the SQLite file init_db made, a provider and a base
-    token and toggle on it, copied row for row (ids kept) into a migrated PostgreSQL."""
+    """Both sides with the same rows: the SQLite file init_db made, with a provider, a token,
+    a toggle, a rollback with its acknowledgement and a browser session added, copied row for
+    row (ids kept) into a migrated PostgreSQL."""
     with scratch_database("pcm_sync") as (name, url):
         settings = settings.model_copy(update={"postgres_url": url})
         local_engine, origin_engine = engine_for(settings), make_engine(url)
@@ -78,13 +84,22 @@ def sides(settings: Settings, initialized: InitReport) -> Iterator[Sides]:
             )
             create_token(s, name="base-token", role=Role.OPERATOR)
         toggle(local, "enhanced_error_handling", False, "base")
+        rollback_acknowledged(local, "secure_credential_storage", "base")
+        browser = browsers(local).create(user_id=1, client_address="192.0.2.1")
         upgrade_schema(origin_engine)
         copy_rows(local_engine, origin_engine)
+        synced_at = utcnow()
         try:
-            yield Sides(settings, local, local_engine, origin, origin_engine, name)
+            yield Sides(
+                settings, local, local_engine, origin, origin_engine, name, synced_at, browser
+            )
         finally:
             local_engine.dispose()
             origin_engine.dispose()
+
+
+def browsers(sessions: sessionmaker[Session]) -> SessionStore:
+    return SessionStore(sessions, idle_timeout=3600, absolute_timeout=86400)
 
 
 def copy_rows(source: Engine, target: Engine) -> None:
@@ -110,7 +125,8 @@ def diverge(sides: Sides) -> Diverged:
     """Writes on each side after the base, in this order in time: the origin first switches
     off a flag the local side then switches off and on; then the local side's writes; then
     the origin's (toggles, a rollback with its acknowledgement, a user, a token, a tool run,
-    a revocation): ids collide on purpose. Four audit events on each side."""
+    a revocation): ids collide on purpose. Four audit events on each side, a rollback record
+    and its acknowledgement on each."""
     d = Diverged()
     toggle(sides.origin, d.flag_set_later_here, False, "alice")
     toggle(sides.local, d.flag_set_later_here, False, "bob")

@@ -29,6 +29,7 @@ def sync(s: Sides, *, dry_run: bool = False) -> SyncReport:
         local_name="sqlite",
         origin_name="postgresql",
         actor="cli:test",
+        since=s.synced_at,
         dry_run=dry_run,
     )
 
@@ -67,7 +68,11 @@ def test_sync__diverged_sides__origin_writes_here_once_and_chain_verifies(sides:
         assert revoked.one().revoked_at is not None  # a revocation made there holds here
         assert sorted(r.actor for r in s.scalars(select(ToolRun))) == ["pg-user", "sqlite-user"]
         records = {r.feature: r for r in s.scalars(select(RollbackRecord))}
-        assert sorted(records) == ["thread_safe_sessions", "xss_protection_enabled"]
+        assert sorted(records) == [
+            "secure_credential_storage",
+            "thread_safe_sessions",
+            "xss_protection_enabled",
+        ]
         # ... each with its own acknowledgement, by whoever acknowledged it on its side
         assert records["xss_protection_enabled"].acknowledgement is not None
         assert records["xss_protection_enabled"].acknowledgement.actor == "alice"
@@ -85,7 +90,7 @@ def test_sync__diverged_sides__origin_writes_here_once_and_chain_verifies(sides:
         chain = verify_chain(s)
         assert chain.ok, chain.problems
         methods = s.scalars(select(AuditEvent.method).order_by(AuditEvent.id)).all()
-        assert methods.count("sync") == 3 and len(methods) == 1 + 4 + 4 + 3
+        assert methods.count("sync") == 3 and len(methods) == 2 + 4 + 4 + 3
     assert report.chain_verified and report.audit_events_appended == 4 + 3
 
     # And the flags switched off later on the origin are off here, at a new version
@@ -162,7 +167,7 @@ def test_sync__every_table_has_a_rule(sides: Sides) -> None:
     expected = {t.name for t in app_tables()} - {"flag_store", "sync_merged_rows"}
     assert set(report.tables) == expected and report.changed == 0
     with sides.local() as s:
-        assert s.scalar(select(func.count()).select_from(AuditEvent)) == 1
+        assert s.scalar(select(func.count()).select_from(AuditEvent)) == 2
     assert row_counts(sides.origin_engine)["users"] == 1
 
 
@@ -200,7 +205,7 @@ def test_sync__back_the_other_way__only_what_is_new_there(sides: Sides) -> None:
     with sides.origin() as s:
         assert sorted(s.scalars(select(User.username))) == ["admin", "pg-user", "sqlite-user"]
         assert len(s.scalars(select(ToolRun)).all()) == 2
-        assert len(s.scalars(select(RollbackRecord)).all()) == 2
+        assert len(s.scalars(select(RollbackRecord)).all()) == 3
         chain = verify_chain(s)
         assert chain.ok, chain.problems
     assert back.tables["users"].merged == 1 and back.tables["aws_tool_runs"].merged == 1
