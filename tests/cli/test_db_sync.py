@@ -5,19 +5,28 @@ PostgreSQL database, the CLI run in-process)."""
 from __future__ import annotations
 
 import json
+import time
 
+import httpx
 from click.testing import Result
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core import primary_file
+from backend.core.config import Settings
 from backend.core.primary_file import PrimaryState
+from backend.db.init_db import upgrade_schema
+from backend.db.session import engine_for, make_engine, session_factory
+from backend.flags.audit_anchor import AuditAnchor, bind
+from backend.security.audit_keys import load_audit_keys
 from backend.security.models import User
-from tests.cli.conftest import Cli
-from tests.db.sync_sides import Sides, diverge, sides
+from backend.security.users import create_user
+from tests.cli.conftest import Cli, Server, server
+from tests.db.sync_sides import PASSWORD, Sides, copy_rows, diverge, sides, toggle
 from tests.db.test_merge import snapshot
-from tests.postgres import admin_execute
+from tests.postgres import admin_execute, scratch_database
 
-__all__ = ["sides"]
+__all__ = ["server", "sides"]
 
 
 def after_outage(sides: Sides) -> PrimaryState:
@@ -120,3 +129,56 @@ def test_db_sync__without_postgres_url__exit_2(initialized_cli: Cli) -> None:
     # Then it says what is missing
     assert result.exit_code == 2
     assert "PCM_POSTGRES_URL is not set" in result.stderr
+
+
+def test_db_sync__server_running_on_sqlite__serves_the_synced_flag(server: Server) -> None:
+    # Given a server running on its SQLite file, and a PostgreSQL copy of it on which a flag
+    # was switched off and a user added since (the writes made there before an outage)
+    settings = Settings(data_dir=server.data_dir, log_dir=server.log_file.parent)
+    with scratch_database("pcm_sync_live") as (_name, url):
+        local, origin_engine = engine_for(settings, create=False), make_engine(url)
+        try:
+            upgrade_schema(origin_engine)
+            copy_rows(local, origin_engine)
+            origin = session_factory(origin_engine)
+            bind(origin, AuditAnchor(load_audit_keys(settings), None))
+            toggle(origin, "csrf_tokens_enabled", False, "alice")
+            add_user(origin)
+        finally:
+            local.dispose()
+            origin_engine.dispose()
+        with server.client() as api:
+            assert api.get("/api/feature-flags/csrf_tokens_enabled").json()["enabled"] is True
+
+            # When the operator syncs while the server keeps running
+            done = server.run(
+                "./pcm-ops",
+                "db",
+                "sync",
+                "--from",
+                "postgresql",
+                extra_env={"PCM_POSTGRES_URL": url},
+            )
+
+            # Then the server serves the synced flag, and its audit chain verifies
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert served(api, "csrf_tokens_enabled") is False
+            assert api.get("/api/feature-flags/audit/verify").json()["ok"] is True
+            users = [u["username"] for u in api.get("/api/users").json()["items"]]
+            assert "pg-user" in users
+
+
+def served(api: httpx.Client, name: str, wait: float = 5.0) -> bool:
+    """The flag as the server serves it, once it changed or `wait` seconds passed."""
+    deadline = time.monotonic() + wait
+    while True:
+        enabled = bool(api.get(f"/api/feature-flags/{name}").json()["enabled"])
+        if not enabled or time.monotonic() > deadline:
+            return enabled
+        time.sleep(0.05)
+
+
+def add_user(sessions: sessionmaker[Session]) -> None:
+    """A user written on PostgreSQL (through the app's own use case)."""
+    with sessions.begin() as s:
+        create_user(s, username="pg-user", password=PASSWORD, role="operator")
