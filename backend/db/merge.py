@@ -181,7 +181,7 @@ def require_head(conn: Connection, side: str) -> None:
     if at != heads:
         raise SyncRefused(
             f"the {side} database's schema is at {', '.join(at) or 'nothing'}, not at "
-            f"{', '.join(heads)}: run `pcm-ops db init` on it first"
+            f"{', '.join(heads)}: upgrade it first (DATABASE_URL=<its URL> ./pcm-ops db init)"
         )
 
 

@@ -182,3 +182,17 @@ def add_user(sessions: sessionmaker[Session]) -> None:
     """A user written on PostgreSQL (through the app's own use case)."""
     with sessions.begin() as s:
         create_user(s, username="pg-user", password=PASSWORD, role="operator")
+
+
+def test_db_sync__origin_without_schema__refused_exit_4(initialized_cli: Cli) -> None:
+    # Given PCM_POSTGRES_URL naming a database nobody set up
+    with scratch_database("pcm_sync_empty") as (_name, url):
+        # When asked to sync from it
+        result = initialized_cli(
+            "db", "sync", "--from", "postgresql", extra_env={"PCM_POSTGRES_URL": url}
+        )
+
+    # Then it is refused with what to do, and the primary file is not touched
+    assert result.exit_code == 4, result.output
+    assert "schema is at nothing" in result.stderr and "pcm-ops db init" in result.stderr
+    assert not (initialized_cli.data_dir / "pcm_ops_tools.primary.json").exists()
