@@ -164,7 +164,7 @@ def _transaction(session: Session, *, commit: bool) -> Iterator[None]:
         yield
     except SQLAlchemyError as exc:
         session.rollback()
-        raise SyncFailed(f"the merge failed, nothing was changed: {first_line(exc)}") from exc
+        raise SyncFailed(f"the merge failed: {first_line(exc)}") from exc
     except BaseException:
         session.rollback()
         raise

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.aws.models import ToolRun
-from backend.db.merge import OriginUnreachable, SyncReport, sync_databases
+from backend.db.merge import OriginUnreachable, SyncRefused, SyncReport, sync_databases
 from backend.db.tables import app_tables, row_counts
 from backend.flags import FlagRuntime
 from backend.flags.audit import verify_chain
@@ -214,3 +214,19 @@ def test_sync__back_the_other_way__only_what_is_new_there(sides: Sides) -> None:
     assert back.flags_updated == later_here
     assert flag(sides.origin, "atomic_session_updates").enabled is True
     assert flag(sides.origin, "new_secret_key_handling").enabled is False
+
+
+def test_sync__origin_chain_edited__refused_and_nothing_changed(sides: Sides) -> None:
+    # Given the origin's writes, one of its audit events edited afterwards
+    diverge(sides)
+    before = snapshot(sides.local)
+    with sides.origin.begin() as s:
+        event = s.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1)).one()
+        event.reason = "nothing to see here"
+
+    # When a sync is tried
+    with pytest.raises(SyncRefused, match="audit chain does not verify"):
+        sync(sides)
+
+    # Then no history of doubtful origin comes in: the local side is untouched
+    assert snapshot(sides.local) == before
