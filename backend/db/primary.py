@@ -25,12 +25,14 @@ from backend.core.config import Settings
 from backend.core.filemodes import private_dir
 from backend.core.primary_file import Backend, PrimaryState, now_iso
 from backend.db.outage import first_line, unreachable
-from backend.db.session import make_engine
+from backend.db.session import engine_for, make_engine, session_factory
 from backend.db.transfer import CopyRefused, CopyReport, copy_database
 from backend.flags import journal, last_known
 from backend.flags.builder import SnapshotBuilder
 from backend.flags.last_known import FlagRecord
 from backend.flags.registry import DEFAULT_FLAGS
+from backend.security.audit_keys import restart_checkpoints
+from backend.security.credentials_crypto import KeyRingError
 
 log = logging.getLogger("pcm_ops_tools.db")
 
@@ -246,7 +248,24 @@ def _to_sqlite(settings: Settings, state: PrimaryState, why: str) -> Switch:
     )
     new = state.but(backend="sqlite", switched_at=now, unsynced_since=since, note=note)
     primary_file.write(settings.primary_state_file, new)
+    _restart_checkpoints(
+        settings, f"primary back on sqlite without PostgreSQL's writes since {since}"
+    )
     return Switch("sqlite", note, switched=True, warning=unsynced_warning(new))
+
+
+def _restart_checkpoints(settings: Settings, note: str) -> None:
+    """The audit checkpoints signed while on PostgreSQL describe a chain the SQLite file does
+    not have (yet): re-anchor them on its head, in the open (verify shows the restart)."""
+    if not settings.sqlite_path.exists():
+        return
+    engine = engine_for(settings, create=False)
+    try:
+        restart_checkpoints(settings, session_factory(engine), note)
+    except (SQLAlchemyError, KeyRingError, OSError) as exc:
+        log.warning("audit checkpoints not restarted on the SQLite chain: %s", first_line(exc))
+    finally:
+        engine.dispose()
 
 
 def log_switch(switch: Switch) -> None:

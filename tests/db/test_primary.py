@@ -271,6 +271,8 @@ def test_switch__postgresql_down__runbook_rollback_then_sqlite_with_a_warning_th
         assert database["unsynced_since"] == synced_at
         assert "pcm-ops db sync --from postgresql" in database["warning"]
         assert flag(c, admin_headers, FLAG)["enabled"] is False  # the journal, replayed
+        verified = c.get("/api/feature-flags/audit/verify", headers=admin_headers).json()
+        assert verified["ok"] is True, verified  # checkpoints restarted on the SQLite chain
         toggle(c, admin_headers, XSS, False)  # written on SQLite only
     assert runbook_check(settings) == "sqlite DB OK"
     assert "pcm-ops db sync --from postgresql" in settings.log_file.read_text()
