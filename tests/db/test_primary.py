@@ -202,6 +202,45 @@ def test_ensure_primary__database_url_pins_it__no_switch_and_no_primary_file(
 
 
 # -- the switch on the real PostgreSQL --------------------------------------------------------
+WORKER = (
+    "from backend.core.config import from_environ\n"
+    "from backend.db.primary import ensure_primary\n"
+    "switch = ensure_primary(from_environ())\n"
+    "print(switch.switched, switch.backend)\n"
+)
+
+
+def test_ensure_primary__two_workers_at_once__one_switches_the_other_finds_it_done(
+    settings: Settings, initialized: InitReport, pg: Postgres
+) -> None:
+    # Given two workers of one server starting together, the flag forced on
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PCM_DATA_DIR": str(settings.data_dir),
+        "PCM_LOG_DIR": str(settings.log_dir),
+        "PCM_POSTGRES_URL": pg.url,
+        "FEATURE_FLAG_POSTGRESQL_SUPPORT": "true",
+    }
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [w.communicate(timeout=120) for w in workers]
+    # Then one copies, the other waits for it and finds the switch made
+    assert sorted(out.strip() for out, _ in outputs) == [
+        "False postgresql",
+        "True postgresql",
+    ], outputs
+    assert primary_file.read(settings.primary_state_file).backend == "postgresql"
+
+
 def test_switch__on_then_off__data_moves_both_ways_and_the_old_file_is_a_backup(
     make_settings: Callable[..., Settings],
     initialized: InitReport,
