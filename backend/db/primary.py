@@ -157,7 +157,7 @@ def ensure_primary(settings: Settings) -> Switch:
     if desired == state.backend:
         return _staying(state, why)
     with _switch_lock(settings):
-        state = primary_file.read(settings.primary_state_file)  # another worker may have
+        state = primary_file.read(settings.primary_state_file)  # another worker switched?
         if desired == state.backend:
             return _staying(state, why)
         if desired == "postgresql":
