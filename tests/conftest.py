@@ -122,6 +122,21 @@ def database_url(
 
 
 @pytest.fixture
+def empty_database_url(database_url: str | None, tmp_path: Path) -> str:
+    """A database with no schema: a new SQLite file, or an empty PostgreSQL database."""
+    return database_url or f"sqlite:///{tmp_path}/empty.db"
+
+
+@pytest.fixture
+def unreachable_database_url(backend: str, tmp_path: Path) -> str:
+    """A database that cannot be reached: a SQLite file whose directory does not exist, or a
+    PostgreSQL address where no server listens."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/no/such/dir/pcm.db"
+    return "postgresql+psycopg://postgres@127.0.0.1:1/pcm_unreachable"
+
+
+@pytest.fixture
 def make_settings(tmp_path: Path, database_url: str | None) -> Callable[..., Settings]:
     """Settings on this test's temp dirs and database; keyword arguments override fields."""
 

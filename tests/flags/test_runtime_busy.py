@@ -149,6 +149,7 @@ def test_toggle__write_lock_held_past_the_bound__is_refused_as_busy_not_journale
     assert stored(rt.sessions, CSRF) is True
 
 
+@SQLITE_LOCK
 def test_busy_is_not_unreachable__a_real_locked_error__is_classified_as_contention(
     database: Path,
 ) -> None:
@@ -164,6 +165,7 @@ def test_busy_is_not_unreachable__a_real_locked_error__is_classified_as_contenti
     assert journal.store_unreachable(caught.value) is False
 
 
+@pytest.mark.sqlite_only("SQLite's error for a file whose directory is gone")
 def test_a_missing_database_directory_is_still_unreachable(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path}/gone/pcm.db", poolclass=NullPool)
     with pytest.raises(OperationalError) as caught, engine.connect() as conn:
