@@ -88,15 +88,15 @@ def _drop_log_handlers() -> None:
 
 
 @pytest.fixture(scope="session")
-def backend(request: pytest.FixtureRequest) -> str:
+def database_backend(request: pytest.FixtureRequest) -> str:
     """The database the suite runs on: sqlite (the default) or postgresql."""
     return str(request.config.getoption("backend"))
 
 
 @pytest.fixture(scope="session")
-def session_databases(backend: str) -> Iterator[SessionDatabases | None]:
+def session_databases(database_backend: str) -> Iterator[SessionDatabases | None]:
     """On PostgreSQL, this session's template, seeded and empty databases; dropped at the end."""
-    if backend == "sqlite":
+    if database_backend == "sqlite":
         yield None
         return
     require_server()
@@ -128,10 +128,10 @@ def empty_database_url(database_url: str | None, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def unreachable_database_url(backend: str, tmp_path: Path) -> str:
+def unreachable_database_url(database_backend: str, tmp_path: Path) -> str:
     """A database that cannot be reached: a SQLite file whose directory does not exist, or a
     PostgreSQL address where no server listens."""
-    if backend == "sqlite":
+    if database_backend == "sqlite":
         return f"sqlite:///{tmp_path}/no/such/dir/pcm.db"
     return "postgresql+psycopg://postgres@127.0.0.1:1/pcm_unreachable"
 

@@ -124,7 +124,7 @@ class SessionDatabases:
     def reset_seeded(self) -> str:
         """The working database as the template left it; returns its URL."""
         try:
-            self._truncate_and_seed()
+            self._delete_and_seed()
         except (OperationalError, SchemaMoved):  # refused connections, a lock held too long
             drop_database(self.seeded)
             create_database(self.seeded, template=self.template)
@@ -143,7 +143,7 @@ class SessionDatabases:
         for name in (self.seeded, self.empty, self.template):
             drop_database(name)
 
-    def _truncate_and_seed(self) -> None:
+    def _delete_and_seed(self) -> None:
         engine = make_engine(url_of(self.seeded), poolclass=NullPool)
         try:
             if schema_revisions(engine) != self.revisions:

@@ -12,7 +12,7 @@ from backend.flags import DEFAULT_FLAGS, FlagRuntime, snapshot
 UNREACHABLE_ERROR = {"sqlite": "unable to open database file", "postgresql": "Connection refused"}
 
 
-def test_app_health_is_public_and_complete(client: TestClient, backend: str) -> None:
+def test_app_health_is_public_and_complete(client: TestClient, database_backend: str) -> None:
     r = client.get("/api/health")
     assert r.status_code == 200
     body = r.json()
@@ -20,7 +20,7 @@ def test_app_health_is_public_and_complete(client: TestClient, backend: str) -> 
     assert body["version"] == "0.1.0"
     assert body["uptime_seconds"] >= 0
     assert body["database"]["ok"] is True
-    assert body["database"]["backend"] == backend
+    assert body["database"]["backend"] == database_backend
     assert body["database"]["error"] is None
     assert body["flags"]["status"] == "healthy"
     assert body["flags_version"] == body["flags"]["version"] >= 1
@@ -57,7 +57,7 @@ def test_a_database_outage_is_unhealthy_and_served_from_last_known_state(
     open_client: Callable[..., TestClient],
     admin_headers: dict[str, str],
     unreachable_database_url: str,
-    backend: str,
+    database_backend: str,
 ) -> None:
     runtime.toggle("csrf_tokens_enabled", False, actor="a", method="api")  # writes the state file
     version = snapshot.current().version
@@ -68,7 +68,7 @@ def test_a_database_outage_is_unhealthy_and_served_from_last_known_state(
     assert r.status_code == 503
     assert r.json()["status"] == "unhealthy"
     assert r.json()["database"]["ok"] is False
-    assert UNREACHABLE_ERROR[backend] in r.json()["database"]["error"]
+    assert UNREACHABLE_ERROR[database_backend] in r.json()["database"]["error"]
 
     r = client.get("/api/feature-flags/health")
     assert r.status_code == 503
