@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from fastapi.testclient import TestClient
 
 from backend.flags import DEFAULT_FLAGS, FlagRuntime, snapshot
 
+# What each backend says when its database cannot be reached.
+UNREACHABLE_ERROR = {"sqlite": "unable to open database file", "postgresql": "Connection refused"}
 
-def test_app_health_is_public_and_complete(client: TestClient) -> None:
+
+def test_app_health_is_public_and_complete(client: TestClient, database_backend: str) -> None:
     r = client.get("/api/health")
     assert r.status_code == 200
     body = r.json()
@@ -18,7 +20,7 @@ def test_app_health_is_public_and_complete(client: TestClient) -> None:
     assert body["version"] == "0.1.0"
     assert body["uptime_seconds"] >= 0
     assert body["database"]["ok"] is True
-    assert body["database"]["backend"] == "sqlite"
+    assert body["database"]["backend"] == database_backend
     assert body["database"]["error"] is None
     assert body["flags"]["status"] == "healthy"
     assert body["flags_version"] == body["flags"]["version"] >= 1
@@ -54,18 +56,19 @@ def test_a_database_outage_is_unhealthy_and_served_from_last_known_state(
     runtime: FlagRuntime,
     open_client: Callable[..., TestClient],
     admin_headers: dict[str, str],
-    tmp_path: Path,
+    unreachable_database_url: str,
+    database_backend: str,
 ) -> None:
     runtime.toggle("csrf_tokens_enabled", False, actor="a", method="api")  # writes the state file
     version = snapshot.current().version
     snapshot.reset()  # a fresh process
-    client = open_client(database_url=f"sqlite:///{tmp_path}/gone/pcm.db")
+    client = open_client(database_url=unreachable_database_url)
 
     r = client.get("/api/health")
     assert r.status_code == 503
     assert r.json()["status"] == "unhealthy"
     assert r.json()["database"]["ok"] is False
-    assert "unable to open database file" in r.json()["database"]["error"]
+    assert UNREACHABLE_ERROR[database_backend] in r.json()["database"]["error"]
 
     r = client.get("/api/feature-flags/health")
     assert r.status_code == 503

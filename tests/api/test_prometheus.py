@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
@@ -151,9 +149,9 @@ def test_metrics_need_a_credential(client: TestClient) -> None:
 
 
 def test_with_the_database_down_the_flags_are_still_exposed(
-    runtime: FlagRuntime, tmp_path: Path
+    runtime: FlagRuntime, unreachable_database_url: str
 ) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path}/no/such/dir/pcm.db")
+    engine = make_engine(unreachable_database_url)
     try:
         text = generate_latest(registry_for(runtime, session_factory(engine))).decode()
     finally:

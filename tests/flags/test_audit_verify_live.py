@@ -32,7 +32,7 @@ def store(
 ) -> Iterator[tuple[Engine, sessionmaker[Session], FlagRuntime]]:
     """An initialised, anchored flag store on a SQLite file or a scratch PostgreSQL database."""
     with scratch_database("pcm_verify") if request.param == "postgresql" else _no_db() as db:
-        settings = make_settings(database_url=db[1]) if db else make_settings()
+        settings = make_settings(database_url=db[1] if db else None)  # as the param says
         init_db(settings)
         engine = engine_for(settings)
         try:

@@ -95,8 +95,8 @@ def test_unknown_names_raise_flag_not_found(runtime: FlagRuntime) -> None:
         runtime.get("x" * 5000)
 
 
-def test_an_uninitialised_store_is_reported_as_unavailable(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path}/empty.db")
+def test_an_uninitialised_store_is_reported_as_unavailable(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
     try:
         rt = FlagRuntime(session_factory(engine))
         with pytest.raises(FlagStoreUnavailable):
@@ -390,9 +390,9 @@ def test_health_without_a_snapshot_is_unhealthy(make_runtime: MakeRuntime) -> No
 
 # -- last-known state -----------------------------------------------------------------------
 @pytest.fixture
-def unreachable(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    """Sessions on a database that cannot be opened: its directory does not exist."""
-    engine = make_engine(f"sqlite:///{tmp_path}/no/such/dir/pcm.db")
+def unreachable(unreachable_database_url: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a database that cannot be reached."""
+    engine = make_engine(unreachable_database_url)
     yield session_factory(engine)
     engine.dispose()
 

@@ -244,8 +244,8 @@ def test_create_flag_registers_a_new_flag(sessions: sessionmaker[Session]) -> No
     assert stored(sessions)["bench_flag"] is True
 
 
-def test_writes_on_an_uninitialised_store_say_so(tmp_path: object) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path}/bare.db")
+def test_writes_on_an_uninitialised_store_say_so(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
     try:
         upgrade_schema(engine)  # tables, but no store row: init_db never seeded
         sessions = session_factory(engine)
