@@ -1,0 +1,201 @@
+"""Three instances on one PostgreSQL database, as behind a load balancer: each a real server on
+its own port with its own data directory. A change made through any of them is served by all
+(LISTEN/NOTIFY), an emergency rollback on one rolls back all, and turning `postgresql_support`
+off shows as a pending restart on every instance, since each one switches only when restarted.
+
+CI sets PCM_REQUIRE_POSTGRES=1, so there a missing server fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.flags import DEFAULT_FLAGS
+from backend.security.credentials_crypto import fresh_keyring
+from tests.e2e.conftest import Server
+from tests.postgres import scratch_database
+
+ROLLBACK_VALUES = {d.name: d.rollback_value for d in DEFAULT_FLAGS}
+# Generous: this is a correctness test; how fast it arrives is bench/bench_instances.py's.
+DEADLINE_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def instances(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
+    """Three started instances sharing one scratch PostgreSQL database, which runs on
+    PostgreSQL by the flag: `postgresql_support` is on in the store before they start."""
+    with scratch_database("pcm_instances") as (_, url):
+        # DATABASE_URL pins every instance to the shared database; PCM_POSTGRES_URL names it
+        # as the database the flag switches to, so that enabling the flag is allowed.
+        env = {"DATABASE_URL": url, "PCM_POSTGRES_URL": url, **shared_keys()}
+        servers = [Server.in_dir(tmp_path_factory.mktemp(f"instance{n}"), env) for n in (1, 2, 3)]
+        first = servers[0]
+        for command in (("init-db",), ("flags", "enable", "postgresql_support")):
+            done = first.run(".venv/bin/pcm-ops", *command)
+            assert done.returncode == 0, done.stdout + done.stderr
+        try:
+            for server in servers:
+                started = server.start()
+                assert started.returncode == 0, started.stdout + started.stderr
+            yield servers
+        finally:
+            for server in servers:
+                server.stop()
+
+
+def shared_keys() -> dict[str, str]:
+    """What instances of one deployment must share, as the README says: the audit chain's
+    key (else each instance's events fail the others' verification), the credential key ring
+    (else credentials sealed by one cannot be read by another) and the session-signing key."""
+    return {
+        "PCM_AUDIT_KEYS": fresh_keyring().to_json(),
+        "PCM_CREDENTIAL_KEYS": fresh_keyring().to_json(),
+        "SECRET_KEY": secrets.token_urlsafe(48),
+    }
+
+
+def served(server: Server, name: str) -> dict[str, Any]:
+    with server.client() as c:
+        r = c.get(f"/api/feature-flags/{name}")
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def ofrep_value(server: Server, name: str) -> bool:
+    with server.client() as c:
+        r = c.post(f"/ofrep/v1/evaluate/flags/{name}", json={"context": {}})
+    assert r.status_code == 200, r.text
+    return bool(r.json()["value"])
+
+
+def flags_list(server: Server) -> dict[str, Any]:
+    with server.client() as c:
+        r = c.get("/api/feature-flags")
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def pending_restart(server: Server) -> list[str]:
+    """What the public flag health lists as waiting for this instance's restart."""
+    r = httpx.get(f"{server.url}/api/feature-flags/health", timeout=10)
+    return list(r.json()["pending_restart"])
+
+
+def toggle(server: Server, name: str, enabled: bool, reason: str) -> dict[str, Any]:
+    with server.client() as c:
+        r = c.post(
+            "/api/feature-flags/toggle",
+            json={"flag_name": name, "enabled": enabled, "reason": reason},
+        )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def wait_for(servers: list[Server], condition: Callable[[Server], bool], what: str) -> None:
+    """Poll each server until `condition` holds for it (or fail, naming it)."""
+    for server in servers:
+        deadline = time.monotonic() + DEADLINE_S
+        while not condition(server):
+            assert time.monotonic() < deadline, f"{server.url} {what}: not within {DEADLINE_S:g} s"
+            time.sleep(0.02)
+
+
+def test_a_toggle_on_one_instance__is_served_by_the_other_two(instances: list[Server]) -> None:
+    one, two, three = instances
+    # Given: every instance serves the flag on
+    assert [served(s, "xss_protection_enabled")["enabled"] for s in instances] == [True] * 3
+
+    # When: it is turned off through instance 1
+    toggle(one, "xss_protection_enabled", False, "instances: off through one")
+
+    # Then: instances 2 and 3 serve it off, on the JSON API and on OFREP, with who changed it
+    wait_for(
+        [two, three],
+        lambda s: not served(s, "xss_protection_enabled")["enabled"],
+        f"serving the change made on {one.url}",
+    )
+    for other in (two, three):
+        assert served(other, "xss_protection_enabled")["updated_by"] == "token:admin"
+        assert ofrep_value(other, "xss_protection_enabled") is False
+
+    # When: it is turned on again, through instance 3 this time
+    toggle(three, "xss_protection_enabled", True, "instances: on through three")
+
+    # Then: instances 1 and 2 serve it on
+    wait_for(
+        [one, two],
+        lambda s: served(s, "xss_protection_enabled")["enabled"],
+        f"serving the change made on {three.url}",
+    )
+    assert [ofrep_value(s, "xss_protection_enabled") for s in (one, two)] == [True, True]
+
+
+def test_postgresql_support_off_on_one_instance__pending_restart_on_all(
+    instances: list[Server],
+) -> None:
+    one, two, _ = instances
+    # Given: every instance started with postgresql_support on and has nothing to restart for
+    for server in instances:
+        assert served(server, "postgresql_support")["enabled"] is True
+        assert pending_restart(server) == []
+
+    # When: the runbook's rollback of the flag is sent to instance 2
+    toggle(two, "postgresql_support", False, "instances: database rollback")
+
+    # Then: every instance shows the flag off and waiting for its restart
+    wait_for(
+        instances,
+        lambda s: pending_restart(s) == ["postgresql_support"],
+        "showing postgresql_support pending restart",
+    )
+    for server in instances:
+        flag = served(server, "postgresql_support")
+        assert (flag["enabled"], flag["pending_restart"]) == (False, True)
+
+    # When: it is turned back on (through instance 1) before any restart
+    toggle(one, "postgresql_support", True, "instances: rollback called off")
+
+    # Then: no instance has anything left to restart for
+    wait_for(instances, lambda s: pending_restart(s) == [], "clearing the pending restart")
+
+
+def test_emergency_rollback_on_one_instance__reaches_all(instances: list[Server]) -> None:
+    one, two, three = instances
+    # Given: flags on that the rollback turns off
+    assert served(one, "csrf_tokens_enabled")["enabled"] is True
+
+    # When: an emergency rollback is made through instance 3
+    with three.client() as c:
+        r = c.post("/api/feature-flags/emergency-rollback", json={"reason": "INC-3 instances"})
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert result["verification"] == "success"
+
+    # Then: every instance serves every flag at its rollback value, and the restart-bound
+    # flags it changed (both were on when the instances started) wait for each one's restart
+    restart_bound = sorted(d.name for d in DEFAULT_FLAGS if d.requires_restart)
+
+    def rolled_back(server: Server) -> bool:
+        return {f["name"]: f["enabled"] for f in flags_list(server)["flags"]} == ROLLBACK_VALUES
+
+    wait_for(instances, rolled_back, "serving the rollback")
+    for server in instances:
+        assert pending_restart(server) == restart_bound
+        assert ofrep_value(server, "csrf_tokens_enabled") is False
+    # and the one rollback record (and a verifying audit chain) is seen from every instance
+    for server in (one, two):
+        with server.client() as c:
+            records = c.get("/api/rollback-records").json()["items"]
+            assert [x["id"] for x in records if x["id"] == result["record_id"]] == [
+                result["record_id"]
+            ]
+            assert c.get("/api/feature-flags/audit/verify").json()["ok"] is True
