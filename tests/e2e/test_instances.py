@@ -19,7 +19,7 @@ import pytest
 from backend.flags import DEFAULT_FLAGS
 from backend.security.credentials_crypto import fresh_keyring
 from tests.e2e.conftest import Server
-from tests.postgres import scratch_database
+from tests.postgres import admin_execute, scratch_database
 
 ROLLBACK_VALUES = {d.name: d.rollback_value for d in DEFAULT_FLAGS}
 # Generous: this is a correctness test; how fast it arrives is bench/bench_instances.py's.
@@ -27,26 +27,35 @@ DEADLINE_S = 10.0
 
 
 @pytest.fixture(scope="module")
-def instances(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
+def database() -> Iterator[tuple[str, str]]:
+    """The scratch PostgreSQL database the instances share: its name and URL."""
+    with scratch_database("pcm_instances") as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def instances(
+    database: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Server]]:
     """Three started instances sharing one scratch PostgreSQL database, which runs on
     PostgreSQL by the flag: `postgresql_support` is on in the store before they start."""
-    with scratch_database("pcm_instances") as (_, url):
-        # DATABASE_URL pins every instance to the shared database; PCM_POSTGRES_URL names it
-        # as the database the flag switches to, so that enabling the flag is allowed.
-        env = {"DATABASE_URL": url, "PCM_POSTGRES_URL": url, **shared_keys()}
-        servers = [Server.in_dir(tmp_path_factory.mktemp(f"instance{n}"), env) for n in (1, 2, 3)]
-        first = servers[0]
-        for command in (("init-db",), ("flags", "enable", "postgresql_support")):
-            done = first.run(".venv/bin/pcm-ops", *command)
-            assert done.returncode == 0, done.stdout + done.stderr
-        try:
-            for server in servers:
-                started = server.start()
-                assert started.returncode == 0, started.stdout + started.stderr
-            yield servers
-        finally:
-            for server in servers:
-                server.stop()
+    _, url = database
+    # DATABASE_URL pins every instance to the shared database; PCM_POSTGRES_URL names it
+    # as the database the flag switches to, so that enabling the flag is allowed.
+    env = {"DATABASE_URL": url, "PCM_POSTGRES_URL": url, **shared_keys()}
+    servers = [Server.in_dir(tmp_path_factory.mktemp(f"instance{n}"), env) for n in (1, 2, 3)]
+    first = servers[0]
+    for command in (("init-db",), ("flags", "enable", "postgresql_support")):
+        done = first.run(".venv/bin/pcm-ops", *command)
+        assert done.returncode == 0, done.stdout + done.stderr
+    try:
+        for server in servers:
+            started = server.start()
+            assert started.returncode == 0, started.stdout + started.stderr
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def shared_keys() -> dict[str, str]:
@@ -199,3 +208,43 @@ def test_emergency_rollback_on_one_instance__reaches_all(instances: list[Server]
                 result["record_id"]
             ]
             assert c.get("/api/feature-flags/audit/verify").json()["ok"] is True
+
+
+def test_database_down__a_rollback_is_served_by_the_instance_that_took_it_until_replayed(
+    database: tuple[str, str], instances: list[Server]
+) -> None:
+    one, two, three = instances
+    name, _ = database
+    # Given: every instance serves csrf_tokens_enabled on
+    toggle(one, "csrf_tokens_enabled", True, "instances: before the outage")
+    wait_for(instances, lambda s: served(s, "csrf_tokens_enabled")["enabled"], "serving it on")
+
+    # When: PostgreSQL stops accepting connections, and the flag is rolled back on instance 1
+    admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    try:
+        admin_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            name,
+        )
+        rolled = toggle(one, "csrf_tokens_enabled", False, "instances: outage rollback")
+        assert rolled["journal_id"]
+
+        # Then: instance 1 serves it off; the others cannot hear of it and still serve it on
+        wait_for([one], lambda s: not served(s, "csrf_tokens_enabled")["enabled"], "serving it")
+        for other in (two, three):
+            assert served(other, "csrf_tokens_enabled")["enabled"] is True
+            assert flags_list(other)["journaled_rollbacks"] == []
+    finally:
+        admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+    # When the database answers again, instance 1 replays its journal: every instance serves
+    # the rollback, and the audit chain verifies
+    wait_for(
+        instances,
+        lambda s: not served(s, "csrf_tokens_enabled")["enabled"],
+        "serving the replayed rollback",
+    )
+    wait_for(instances, lambda s: flags_list(s)["journaled_rollbacks"] == [], "replayed")
+    with two.client() as c:
+        assert c.get("/api/feature-flags/audit/verify").json()["ok"] is True
