@@ -37,6 +37,7 @@ from backend.core.log import configure_logging
 from backend.core.logfiles import Rotation
 from backend.db.checkpoint import WalCheckpointer
 from backend.db.outage import PendingInit, unreachable
+from backend.db.primary import boot_values, enable_refusals, ensure_primary, log_switch
 from backend.db.session import engine_for, session_factory
 from backend.flags import FlagRuntime, FlagStoreUnavailable, current
 from backend.metrics import MetricsRecorder, RequestMetricsMiddleware, multiproc
@@ -84,6 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         legacy_key=settings.legacy_secret_key,
         key_file=settings.secret_key_file,
     )
+    if not settings.primary_checked:
+        # Before the engine: a switch of the primary database moves the data first. Decided
+        # once for a server's workers by whoever started them (see `pcm-ops server start`).
+        log_switch(ensure_primary(settings))
     engine = engine_for(settings)
     sessions = session_factory(engine)
     # New audit events are chained with the audit key, and each change's head checkpointed.
@@ -97,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state_file=settings.state_file,
         poll_interval=settings.flag_poll_interval,
         stale_after=settings.stale_after_seconds,
+        boot_values=boot_values(settings),
+        enable_refusals=enable_refusals(settings),
     )
     pending_init = PendingInit(settings, engine)
     exporter = PrometheusExport(runtime, sessions)
@@ -138,6 +145,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             pending_init.stop()
             runtime.stop_polling()
+            # The next start decides the primary database from this file: keep it current.
+            runtime.offline.save_state()
             recorder.stop()
             exporter.close()
             if checkpointer is not None:
@@ -198,6 +207,12 @@ def main() -> None:
     import uvicorn
 
     settings = get_settings()
+    # Once, before the workers: they then find the primary database decided.
+    restrict_umask()
+    configure_logging(settings.log_file, settings.log_level, Rotation.of(settings))
+    log_switch(ensure_primary(settings))
+    os.environ["PCM_PRIMARY_CHECKED"] = "1"
+    get_settings.cache_clear()  # one worker serves in this process: it reads the flag above
     # The workers (imported afresh) count in multiprocess mode; with one worker this process
     # serves, and its prometheus_client, imported already, counts in memory.
     multiproc.prepare(settings.metrics_dir)

@@ -32,6 +32,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.flags import (
+    EnableRefused,
     FlagError,
     FlagNotFound,
     FlagStoreBusy,
@@ -58,6 +59,7 @@ STATUS: dict[type[Exception], int] = {
     FlagNotFound: 404,
     RecordNotFound: 404,
     RollbackModeActive: 409,
+    EnableRefused: 409,
     FlagStoreUnavailable: 503,
     UserNotFound: 404,
     TokenNotFound: 404,

@@ -12,7 +12,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from backend.api.deps import RuntimeDep, SessionsDep
 from backend.api.responses import PUBLIC
+from backend.core import primary_file
+from backend.core.config import Settings
 from backend.db.outage import PendingInit
+from backend.db.primary import unsynced_warning
 
 router = APIRouter(tags=["health"], responses=PUBLIC)
 
@@ -48,6 +51,23 @@ def flags_health(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
     return body
 
 
+def primary_health(settings: Settings) -> dict[str, Any]:
+    """Which database is the primary and what the last switch did (read from the primary
+    file each time: `pcm-ops db sync` clears its warning while the app runs)."""
+    state = primary_file.read(settings.primary_state_file)
+    pinned = settings.database_url is not None
+    return {
+        "primary": state.backend,
+        "pinned_by_database_url": pinned,
+        "switch": (
+            "pinned by DATABASE_URL: postgresql_support only reports" if pinned else state.note
+        ),
+        "synced_at": state.synced_at,
+        "unsynced_since": None if pinned else state.unsynced_since,
+        "warning": None if pinned else unsynced_warning(state),
+    }
+
+
 def database_health(sessions: SessionsDep) -> dict[str, Any]:
     started = time.perf_counter()
     try:
@@ -68,7 +88,7 @@ def database_health(sessions: SessionsDep) -> dict[str, Any]:
 @router.get("/api/health", summary="Application health (public)")
 def health(request: Request, runtime: RuntimeDep, sessions: SessionsDep) -> JSONResponse:
     app = request.app
-    database = database_health(sessions)
+    database = {**database_health(sessions), **primary_health(app.state.settings)}
     flags = flags_health(request, runtime)
     healthy = database["ok"] and flags["status"] == "healthy"
     body = {
@@ -83,4 +103,6 @@ def health(request: Request, runtime: RuntimeDep, sessions: SessionsDep) -> JSON
         "migrations_pending": flags["migrations_pending"],
         "summary": summary(flags, database_ok=database["ok"]),
     }
+    if database["warning"] and healthy:
+        body["summary"] = f"serving, with a warning: {database['warning']}"
     return JSONResponse(body, status_code=200 if healthy else 503)

@@ -34,7 +34,7 @@ from backend.cli.snapshot import snapshot as snapshot_cmd
 from backend.cli.users import token_app, user_app
 from backend.cli.verify import verify as verify_cmd
 from backend.core.config import Settings
-from backend.flags import FlagError, FlagNotFound, RollbackModeActive, current
+from backend.flags import EnableRefused, FlagError, FlagNotFound, RollbackModeActive, current
 
 app = typer.Typer(
     help="PCM-Ops Tools: feature flags, rollback and operations.",
@@ -60,7 +60,11 @@ app.command("snapshot")(snapshot_cmd)
 rollback_app.command("git")(rollback_git)
 
 ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why (kept in the audit trail).")]
-EXIT_FOR: dict[type[FlagError], int] = {FlagNotFound: NOT_FOUND, RollbackModeActive: REFUSED}
+EXIT_FOR: dict[type[FlagError], int] = {
+    FlagNotFound: NOT_FOUND,
+    RollbackModeActive: REFUSED,
+    EnableRefused: REFUSED,
+}
 
 
 def api_exit(exc: ApiError) -> NoReturn:

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from backend.cli.console import UNREACHABLE, err, fail
 from backend.core.config import Settings
+from backend.db.primary import boot_values, enable_refusals
 from backend.db.session import database_missing, engine_for, session_factory
 from backend.flags import FlagRuntime, FlagStoreUnavailable, current
 from backend.security.audit_keys import anchor_sessions
@@ -105,6 +106,8 @@ def local_runtime(settings: Settings) -> FlagRuntime:
         overrides=settings.flag_overrides,
         state_file=settings.state_file,
         journal_file=settings.rollback_journal_file,
+        boot_values=boot_values(settings),
+        enable_refusals=enable_refusals(settings),
     )
     try:
         runtime.refresh(force=True)

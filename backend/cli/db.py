@@ -1,4 +1,4 @@
-"""`pcm-ops db init|backup|restore|verify|list|prune` and `pcm-ops rollback db`."""
+"""`pcm-ops db init|backup|restore|verify|list|prune|copy|status` and `pcm-ops rollback db`."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from backend.cli.console import (
     load_settings,
     print_table,
 )
+from backend.cli.db_copy import db_copy, db_status
 from backend.cli.records import add_record
 from backend.core.config import Settings
 from backend.core.filemodes import tighten_private_dirs
@@ -36,6 +37,8 @@ from backend.db.backup import BackupError
 from backend.db.outage import first_line
 
 db_app = typer.Typer(help="Back up, restore and check the database.", no_args_is_help=True)
+db_app.command("copy")(db_copy)
+db_app.command("status")(db_status)
 
 # Below this size a backup takes well under a second: no progress bar.
 PROGRESS_FROM_BYTES = 64 * 1024 * 1024

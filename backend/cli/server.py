@@ -22,6 +22,7 @@ from backend.core.config import PROJECT_ROOT, Settings
 from backend.core.filemodes import tighten_private_dirs
 from backend.db.init_db import init_db
 from backend.db.outage import first_line, unreachable
+from backend.db.primary import Switch, ensure_primary, log_switch
 from backend.db.session import database_missing, engine_for, session_factory
 from backend.flags import FlagRuntime, snapshot
 from backend.flags.last_known import load as load_last_known
@@ -148,6 +149,16 @@ def prepare_database(settings: Settings) -> tuple[int, set[str]] | None:
     return None
 
 
+def print_switch(switch: Switch) -> None:
+    """Say which database the server starts on, and anything the operator must act on."""
+    if switch.refused:
+        console.print(f"[yellow]{escape(switch.log_line)}[/yellow]")
+    else:
+        console.print(switch.log_line, markup=False)
+    if switch.warning:
+        console.print(f"[yellow]Warning: {escape(switch.warning)}[/yellow]")
+
+
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=1.0) as http:
@@ -180,6 +191,9 @@ def start(settings: Settings, timeout: float = 30.0) -> int:
         )
         return 1
     tighten_private_dirs(settings)  # left 0644/0755 by older versions
+    switch = ensure_primary(settings)  # before init_db: that then runs on the new primary
+    log_switch(switch)
+    print_switch(switch)
     try:
         refuse_missing_database(settings)
         degraded = prepare_database(settings)
@@ -191,6 +205,7 @@ def start(settings: Settings, timeout: float = 30.0) -> int:
     # Every worker counts in the same files: /metrics adds up all of them, whoever answers.
     multiproc.prepare(settings.metrics_dir)
     env[multiproc.ENV] = str(settings.metrics_dir)
+    env["PCM_PRIMARY_CHECKED"] = "1"  # decided above: the workers do not try again
     if degraded is not None:
         env["PCM_DATABASE_INIT_PENDING"] = "1"  # see Settings.database_init_pending
     console_log = settings.log_dir / "server.console.log"

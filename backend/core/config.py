@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # Set by `pcm-ops server start` when init_db could not reach the database: the server
     # then runs it (migrations, seed) in the background once the database answers.
     database_init_pending: bool = False
+    # Set by `pcm-ops server start` (and `python -m backend.main`) for the workers it starts:
+    # the primary database was decided (and switched) before them, so they do not try again.
+    primary_checked: bool = False
     flag_poll_interval: float = Field(default=0.02, gt=0, le=5)
     # Seconds a write waits for a database lock held by another connection before it is
     # answered 503 "database busy, retry" (PCM_DATABASE_BUSY_TIMEOUT).

@@ -52,9 +52,11 @@ def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT, **kwargs: Any) 
 
 
 def sqlite_file(settings: Settings) -> Path | None:
-    """The SQLite database file of these settings; None for another database (or memory)."""
+    """The SQLite database file of these settings; None for another database (or memory),
+    PostgreSQL after a switch by postgresql_support included."""
     if settings.database_url is None:
-        return settings.sqlite_path
+        on_sqlite = settings.effective_database_url == settings.sqlite_url
+        return settings.sqlite_path if on_sqlite else None
     url = make_url(settings.database_url)
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None

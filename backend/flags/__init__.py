@@ -2,6 +2,7 @@
 
 from backend.flags.errors import (
     ConfigurationError,
+    EnableRefused,
     FlagError,
     FlagNotFound,
     FlagStoreBusy,
@@ -18,6 +19,7 @@ from backend.flags.snapshot import FlagState, Snapshot, current, is_enabled
 __all__ = [
     "DEFAULT_FLAGS",
     "ConfigurationError",
+    "EnableRefused",
     "FlagDefinition",
     "FlagError",
     "FlagNotFound",

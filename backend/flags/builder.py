@@ -16,11 +16,18 @@ from backend.flags.snapshot import FlagState, Snapshot
 class SnapshotBuilder:
     """Turns stored flag rows into this process's FlagStates and snapshots."""
 
-    def __init__(self, *, rollback_mode: bool, overrides: Mapping[str, bool]) -> None:
+    def __init__(
+        self,
+        *,
+        rollback_mode: bool,
+        overrides: Mapping[str, bool],
+        boot_values: Mapping[str, bool] | None = None,
+    ) -> None:
         self.rollback_mode = rollback_mode
         self.overrides = dict(overrides)
-        # The values restart-bound flags had when this process first served them.
-        self.boot_values: dict[str, bool] = {}
+        # The values restart-bound flags had when this process first served them, unless the
+        # process says what it runs with (postgresql_support: the database it runs on).
+        self.boot_values: dict[str, bool] = dict(boot_values or {})
 
     def state(self, row: FlagRecord, entries: list[JournalEntry]) -> FlagState:
         """How this process serves one stored flag (rollback mode, overrides, the journal)."""

@@ -3,6 +3,7 @@
 FlagError
 ├── FlagNotFound            an unknown flag name (HTTP 404, CLI exit 2)
 ├── RollbackModeActive      enabling a flag while rollback mode is on (HTTP 409)
+├── EnableRefused           enabling a flag this instance's settings cannot honour (HTTP 409)
 ├── RecordNotFound          an unknown rollback record id (HTTP 404)
 ├── FlagStoreUnavailable    the database cannot be read or written (HTTP 503)
 │   └── FlagStoreBusy       its lock stayed taken past the bounded wait: retry (HTTP 503)
@@ -38,6 +39,11 @@ class RecordNotFound(FlagError):
 
 class RollbackModeActive(FlagError):
     """Flags cannot be enabled while FEATURE_FLAG_ROLLBACK_MODE_ENABLED is true."""
+
+
+class EnableRefused(FlagError):
+    """The flag cannot be enabled with these settings (postgresql_support without
+    PCM_POSTGRES_URL): accepting it would switch nothing while saying it did."""
 
 
 class FlagStoreUnavailable(FlagError):

@@ -88,7 +88,10 @@ DEFAULT_FLAGS: tuple[FlagDefinition, ...] = (
     ),
     FlagDefinition(
         "postgresql_support",
-        "Primary database is PostgreSQL from DATABASE_URL. Off: the SQLite file.",
+        "Primary database is PostgreSQL from PCM_POSTGRES_URL, switched at the next start with "
+        "the data copied and the audit chain verified (enabling it without PCM_POSTGRES_URL is "
+        "refused). Off: the SQLite file, with what was written on PostgreSQL copied back. "
+        "With DATABASE_URL set, that database is pinned and this flag only reports.",
         phase=3,
         risk=Risk.HIGH,
         default=False,

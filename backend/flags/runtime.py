@@ -24,6 +24,7 @@ from backend.db.lock_wait import busy_timeout_of
 from backend.flags import journal, last_known, notify, service, snapshot
 from backend.flags.builder import SnapshotBuilder
 from backend.flags.errors import (
+    EnableRefused,
     FlagNotFound,
     FlagStoreBusy,
     FlagStoreUnavailable,
@@ -72,14 +73,20 @@ class FlagRuntime:
         listen_timeout: float = 0.5,
         stale_after: float = 5.0,
         busy_timeout: float | None = None,
+        boot_values: Mapping[str, bool] | None = None,
+        enable_refusals: Mapping[str, str] | None = None,
     ) -> None:
         self.sessions = sessions
+        # Flags these settings cannot enable, with why (backend.db.primary.enable_refusals).
+        self.enable_refusals = dict(enable_refusals or {})
         # How long a change waits out a lock another connection holds before it is refused
         # as busy (the engine's own lock wait, by default).
         self.busy_timeout = (
             busy_timeout_of(sessions.kw["bind"]) if busy_timeout is None else busy_timeout
         )
-        self.builder = SnapshotBuilder(rollback_mode=rollback_mode, overrides=overrides or {})
+        self.builder = SnapshotBuilder(
+            rollback_mode=rollback_mode, overrides=overrides or {}, boot_values=boot_values
+        )
         # Beside the state file unless told otherwise (Settings.rollback_journal_file is that).
         if journal_file is None and state_file is not None:
             journal_file = state_file.with_name("rollback_journal.jsonl")
@@ -394,6 +401,9 @@ class FlagRuntime:
     def toggle(
         self, name: str, enabled: bool, *, actor: str, method: str, reason: str = ""
     ) -> ToggleResult:
+        if enabled and not self.rollback_mode and name in self.enable_refusals:
+            # Refused before anything is written or journaled; rollback mode says its own no.
+            raise EnableRefused(self.enable_refusals[name])
         self._replay_first()
         try:
             toggled = self._write(

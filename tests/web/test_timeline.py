@@ -126,7 +126,7 @@ def test_timeline__emergency_rollback_and_a_change__labelled_markers_not_a_smear
     client.post(
         "/api/feature-flags/toggle",
         headers=admin_headers,
-        json={"flag_name": "postgresql_support", "enabled": True, "reason": "try it"},
+        json={"flag_name": "csrf_tokens_enabled", "enabled": False, "reason": "try it"},
     )
     r = client.post(
         "/api/feature-flags/emergency-rollback", headers=admin_headers, json={"reason": "spike"}
@@ -134,12 +134,12 @@ def test_timeline__emergency_rollback_and_a_change__labelled_markers_not_a_smear
     record_id = r.json()["record_id"]
     # When the timeline is drawn
     latency, errors = charts(client.get("/timeline", headers=admin_headers).text)
-    # Then the ten changes are one labelled group, its tooltip listing both
+    # Then the eight changes are one labelled group, its tooltip listing both
     (group,) = by_class(latency, "marker-group")
-    assert [t.text for t in by_class(group, "marker-label")] == ["10 changes"]
+    assert [t.text for t in by_class(group, "marker-label")] == ["8 changes"]
     title = group.find(f"{SVG}title")
     assert title is not None and title.text is not None
-    assert "postgresql_support on by token:admin (api): try it" in title.text
+    assert "csrf_tokens_enabled off by token:admin (api): try it" in title.text
     assert f"emergency rollback #{record_id} by token:admin: spike" in title.text
     assert "emergency" in (group.get("class") or "")
     assert len(by_class(group, "marker")) == 1
