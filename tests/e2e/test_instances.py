@@ -1,7 +1,10 @@
 """Three instances on one PostgreSQL database, as behind a load balancer: each a real server on
-its own port with its own data directory. A change made through any of them is served by all
-(LISTEN/NOTIFY), an emergency rollback on one rolls back all, and turning `postgresql_support`
-off shows as a pending restart on every instance, since each one switches only when restarted.
+its own port with its own data directory, there by `postgresql_support` (the README's way to
+join). A change made through any of them is served by all (LISTEN/NOTIFY), an emergency
+rollback on one rolls back all, turning `postgresql_support` off shows as a pending restart on
+every instance (each switches only when restarted), a rollback made while PostgreSQL is down is
+served by the instance that took it until it is replayed, and going back to one instance in the
+README's order leaves the survivor on its SQLite file with what every instance wrote.
 
 CI sets PCM_REQUIRE_POSTGRES=1, so there a missing server fails instead of skipping.
 """
@@ -37,25 +40,37 @@ def database() -> Iterator[tuple[str, str]]:
 def instances(
     database: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[Server]]:
-    """Three started instances sharing one scratch PostgreSQL database, which runs on
-    PostgreSQL by the flag: `postgresql_support` is on in the store before they start."""
+    """Three started instances on one scratch PostgreSQL database, each there by the flag as
+    the README says: instance 1 switched from its SQLite file (flag on, restart); 2 and 3
+    joined it with FEATURE_FLAG_POSTGRESQL_SUPPORT=true on their first start only."""
     _, url = database
-    # DATABASE_URL pins every instance to the shared database; PCM_POSTGRES_URL names it
-    # as the database the flag switches to, so that enabling the flag is allowed.
-    env = {"DATABASE_URL": url, "PCM_POSTGRES_URL": url, **shared_keys()}
+    env = {"PCM_POSTGRES_URL": url, **shared_keys()}
     servers = [Server.in_dir(tmp_path_factory.mktemp(f"instance{n}"), env) for n in (1, 2, 3)]
-    first = servers[0]
-    for command in (("init-db",), ("flags", "enable", "postgresql_support")):
-        done = first.run(".venv/bin/pcm-ops", *command)
-        assert done.returncode == 0, done.stdout + done.stderr
+    first, *others = servers
     try:
-        for server in servers:
-            started = server.start()
-            assert started.returncode == 0, started.stdout + started.stderr
+        start(first)
+        toggle(first, "postgresql_support", True, "instances: move to PostgreSQL")
+        assert first.stop().returncode == 0
+        start(first)
+        for server in others:
+            start(server, {"FEATURE_FLAG_POSTGRESQL_SUPPORT": "true"})
+            assert server.stop().returncode == 0
+            start(server)  # its last-known flag state keeps it on PostgreSQL
+        assert [backend(s) for s in servers] == ["postgresql"] * 3
         yield servers
     finally:
         for server in servers:
             server.stop()
+
+
+def start(server: Server, extra_env: dict[str, str] | None = None) -> None:
+    started = server.start(extra_env)
+    assert started.returncode == 0, started.stdout + started.stderr
+
+
+def backend(server: Server) -> str:
+    """The database this instance runs on, as its public health says."""
+    return str(httpx.get(f"{server.url}/api/health", timeout=10).json()["database"]["backend"])
 
 
 def shared_keys() -> dict[str, str]:
@@ -248,3 +263,39 @@ def test_database_down__a_rollback_is_served_by_the_instance_that_took_it_until_
     wait_for(instances, lambda s: flags_list(s)["journaled_rollbacks"] == [], "replayed")
     with two.client() as c:
         assert c.get("/api/feature-flags/audit/verify").json()["ok"] is True
+
+
+def test_back_to_one_instance__the_survivor_restarts_on_sqlite_with_what_every_instance_wrote(
+    instances: list[Server],
+) -> None:
+    one, two, three = instances
+    # Given: writes through instances 2 and 3, and the flag turned off (through instance 2)
+    toggle(two, "enhanced_error_handling", True, "instances: written through two")
+    with three.client() as c:
+        made = c.post("/api/tokens", json={"name": "made-on-three", "role": "viewer"})
+        assert made.status_code == 201, made.text
+    toggle(three, "postgresql_support", True, "instances: on again, if a rollback took it")
+    toggle(two, "postgresql_support", False, "instances: back to one instance")
+    wait_for(instances, lambda s: "postgresql_support" in pending_restart(s), "pending restart")
+
+    # When: the README's order: the others stopped first, then the survivor restarted
+    for other in (two, three):
+        assert other.stop().returncode == 0
+    assert one.stop().returncode == 0
+    start(one)
+
+    # Then: instance 1 serves from its own SQLite file, with what the others wrote, its
+    # previous file kept as a backup, the audit chain verifying, nothing left pending
+    assert backend(one) == "sqlite"
+    with one.client() as c:
+        assert "made-on-three" in {t["name"] for t in c.get("/api/tokens").json()["items"]}
+        reasons = {
+            e["reason"] for e in c.get("/api/feature-flags/audit?limit=1000").json()["items"]
+        }
+        assert {"instances: written through two", "instances: back to one instance"} <= reasons
+        assert c.get("/api/feature-flags/audit/verify").json()["ok"] is True
+    assert served(one, "enhanced_error_handling")["enabled"] is True
+    assert pending_restart(one) == []
+    listed = one.run(".venv/bin/pcm-ops", "db", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert "pcm_ops_tools_backup_" in listed.stdout
