@@ -265,7 +265,7 @@ def test_database_down__a_rollback_is_served_by_the_instance_that_took_it_until_
         assert c.get("/api/feature-flags/audit/verify").json()["ok"] is True
 
 
-def test_back_to_one_instance__the_survivor_restarts_on_sqlite_with_what_every_instance_wrote(
+def test_back_to_one_instance_and_forward_again__nothing_any_instance_wrote_is_lost(
     instances: list[Server],
 ) -> None:
     one, two, three = instances
@@ -299,3 +299,20 @@ def test_back_to_one_instance__the_survivor_restarts_on_sqlite_with_what_every_i
     listed = one.run(".venv/bin/pcm-ops", "db", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert "pcm_ops_tools_backup_" in listed.stdout
+
+    # When: forward again: the flag on and the survivor restarted, then instance 2 rejoins
+    # the README's way (the flag as it last knew it is off)
+    toggle(one, "enhanced_error_handling", False, "instances: written on the survivor")
+    toggle(one, "postgresql_support", True, "instances: forward again")
+    assert one.stop().returncode == 0
+    start(one)
+    start(two, {"FEATURE_FLAG_POSTGRESQL_SUPPORT": "true"})
+    assert two.stop().returncode == 0
+    start(two)
+
+    # Then: both on PostgreSQL, instance 2 serving what was written on the survivor's SQLite
+    assert [backend(one), backend(two)] == ["postgresql", "postgresql"]
+    assert served(two, "enhanced_error_handling")["enabled"] is False
+    assert [pending_restart(one), pending_restart(two)] == [[], []]
+    with two.client() as c:
+        assert c.get("/api/feature-flags/audit/verify").json()["ok"] is True
