@@ -199,6 +199,9 @@ def _to_postgresql(settings: Settings, state: PrimaryState, why: str) -> Switch:
         except SQLAlchemyError as exc:
             problem = f"PostgreSQL {hidden(settings.postgres_url)}: {first_line(exc)}"
             return _refused(settings, state, "postgresql", problem)
+        except Exception as exc:  # a failed copy must not stop the start where the app was
+            log.exception("copy to PostgreSQL failed")
+            return _refused(settings, state, "postgresql", f"the copy failed: {first_line(exc)}")
         note = f"switched from sqlite, {_moved(report)}"
     new = state.but(
         backend="postgresql", switched_at=now, synced_at=now, unsynced_since=None, note=note
@@ -232,6 +235,9 @@ def _to_sqlite(settings: Settings, state: PrimaryState, why: str) -> Switch:
             if not unreachable(exc):
                 return _refused(settings, state, "sqlite", first_line(exc))
             problem = first_line(exc)  # went away during the copy
+        except Exception as exc:  # a failed copy must not stop the start where the app was
+            log.exception("copy back to SQLite failed")
+            return _refused(settings, state, "sqlite", f"the copy failed: {first_line(exc)}")
         else:
             kept = f"; previous SQLite file kept as {report.backup.name}" if report.backup else ""
             now = now_iso()

@@ -34,7 +34,13 @@ def assert_serving_the_store(c: httpx.Client) -> None:
 
 
 def start(server_dirs: Server) -> Path:
-    env = {"WORKERS": "2", "PCM_DATABASE_BUSY_TIMEOUT": BOUND}
+    # PCM_POSTGRES_URL lets postgresql_support be enabled (409 without it); nothing connects
+    # to it here: the switch would happen at a restart, and these writes are refused as busy.
+    env = {
+        "WORKERS": "2",
+        "PCM_DATABASE_BUSY_TIMEOUT": BOUND,
+        "PCM_POSTGRES_URL": "postgresql+psycopg://postgres@127.0.0.1:1/never_used",
+    }
     started = server_dirs.start(env)
     assert started.returncode == 0, started.stdout + started.stderr
     server_dirs.env.update(env)
