@@ -10,6 +10,7 @@ import typer
 from rich.text import Text
 
 from backend.cli import db as db_cmd
+from backend.cli import db_sync  # noqa: F401  (registers `db sync` on db_app)
 from backend.cli import server as server_cmd
 from backend.cli.aws import aws_app
 from backend.cli.client import Api, ApiError, ServerDown, cli_actor, local_runtime

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -250,14 +251,30 @@ class _Findings:
             self.first_bad = event_id
 
 
-def verify_chain(session: Session, *, anchor: AuditAnchor | None = None) -> ChainReport:
+@contextmanager
+def _reading(session: Session, *, within: bool) -> Iterator[Session]:
+    """The session the chain is read through: `session` itself inside its own transaction,
+    or a session of its own on one snapshot of `session`'s database."""
+    if within:
+        yield session
+        return
+    # A session of its own: the caller's transaction, if any, is neither used nor disturbed.
+    with Session(session.get_bind()) as own, one_snapshot(own):
+        yield own
+
+
+def verify_chain(
+    session: Session, *, anchor: AuditAnchor | None = None, within: bool = False
+) -> ChainReport:
     """Recompute the chain and compare it with the stored hashes, the store's head and count,
     and the signed checkpoints of the anchor (by default, the one bound to the session).
 
     Everything is read from one snapshot of the database (one read transaction), so changes
     committed meanwhile are never mistaken for tampering; the checkpoint file is read first,
     so that each checkpoint it holds is of a change that snapshot includes. The reads go
-    through a session of their own on `session`'s database."""
+    through a session of their own on `session`'s database, or, with `within`, through
+    `session` in its open transaction: a sync proves the chain with the events it appended
+    before it commits them."""
     anchor = anchor or anchor_of(session)
     read = anchor.checkpoints.read() if anchor and anchor.checkpoints else None
     want = {cp.events for cp in read.checkpoints} if read else set()
@@ -270,8 +287,7 @@ def verify_chain(session: Session, *, anchor: AuditAnchor | None = None) -> Chai
     prev = GENESIS
     expected_id: int | None = None
     count = 0
-    # A session of its own: the caller's transaction, if any, is neither used nor disturbed.
-    with Session(session.get_bind()) as own, one_snapshot(own):
+    with _reading(session, within=within) as own:
         query = select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=2000)
         for event in own.scalars(query):
             count += 1
