@@ -11,9 +11,11 @@ CI sets PCM_REQUIRE_POSTGRES=1, so there a missing server fails instead of skipp
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -40,10 +42,15 @@ def database() -> Iterator[tuple[str, str]]:
 def instances(
     database: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[Server]]:
-    """Three started instances on one scratch PostgreSQL database, each there by the flag as
-    the README says: instance 1 switched from its SQLite file (flag on, restart); 2 and 3
-    joined it with FEATURE_FLAG_POSTGRESQL_SUPPORT=true on their first start only."""
-    _, url = database
+    with cluster(database[1], tmp_path_factory) as servers:
+        yield servers
+
+
+@contextmanager
+def cluster(url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
+    """Three started instances on the PostgreSQL database `url`, each there by the flag as the
+    README says: instance 1 switched from its SQLite file (flag on, restart); 2 and 3 joined it
+    with FEATURE_FLAG_POSTGRESQL_SUPPORT=true on their first start only."""
     env = {"PCM_POSTGRES_URL": url, **shared_keys()}
     servers = [Server.in_dir(tmp_path_factory.mktemp(f"instance{n}"), env) for n in (1, 2, 3)]
     first, *others = servers
@@ -61,6 +68,20 @@ def instances(
     finally:
         for server in servers:
             server.stop()
+
+
+def refuse_connections(name: str) -> None:
+    """PostgreSQL down for this database: no new connections, every open one cut."""
+    admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    admin_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = %s AND pid <> pg_backend_pid()",
+        name,
+    )
+
+
+def accept_connections(name: str) -> None:
+    admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
 def start(server: Server, extra_env: dict[str, str] | None = None) -> None:
@@ -235,13 +256,8 @@ def test_database_down__a_rollback_is_served_by_the_instance_that_took_it_until_
     wait_for(instances, lambda s: served(s, "csrf_tokens_enabled")["enabled"], "serving it on")
 
     # When: PostgreSQL stops accepting connections, and the flag is rolled back on instance 1
-    admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    refuse_connections(name)
     try:
-        admin_execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
-            name,
-        )
         rolled = toggle(one, "csrf_tokens_enabled", False, "instances: outage rollback")
         assert rolled["journal_id"]
 
@@ -251,7 +267,7 @@ def test_database_down__a_rollback_is_served_by_the_instance_that_took_it_until_
             assert served(other, "csrf_tokens_enabled")["enabled"] is True
             assert flags_list(other)["journaled_rollbacks"] == []
     finally:
-        admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        accept_connections(name)
 
     # When the database answers again, instance 1 replays its journal: every instance serves
     # the rollback, and the audit chain verifies
@@ -316,3 +332,52 @@ def test_back_to_one_instance_and_forward_again__nothing_any_instance_wrote_is_l
     assert [pending_restart(one), pending_restart(two)] == [[], []]
     with two.client() as c:
         assert c.get("/api/feature-flags/audit/verify").json()["ok"] is True
+
+
+def test_postgresql_down__back_to_one_instance__db_sync_brings_back_what_the_others_wrote(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with (
+        scratch_database("pcm_instances_down") as (name, url),
+        cluster(url, tmp_path_factory) as (one, two, three),
+    ):
+        # Given: writes through instances 2 and 3 on PostgreSQL
+        toggle(two, "enhanced_error_handling", False, "instances: written through two")
+        with three.client() as c:
+            made = c.post("/api/tokens", json={"name": "made-on-three", "role": "viewer"})
+            assert made.status_code == 201, made.text
+
+        # When: PostgreSQL refuses connections; the runbook's rollback goes to every instance
+        # (each journals its own), the others are stopped, then the survivor restarted
+        refuse_connections(name)
+        try:
+            for server in (one, two, three):
+                rolled = toggle(server, "postgresql_support", False, "instances: PostgreSQL down")
+                assert rolled["journal_id"]
+            for server in (two, three, one):
+                assert server.stop().returncode == 0
+            start(one)
+
+            # Then: the survivor is on SQLite as of its last sync, and says what is missing
+            assert backend(one) == "sqlite"
+            warning = httpx.get(f"{one.url}/api/health", timeout=10).json()["database"]["warning"]
+            assert "pcm-ops db sync --from postgresql" in warning
+            assert served(one, "enhanced_error_handling")["enabled"] is True
+        finally:
+            accept_connections(name)
+
+        # When: PostgreSQL answers again and `db sync` runs on the survivor (twice)
+        synced = one.run(".venv/bin/pcm-ops", "db", "sync", "--from", "postgresql", "--json")
+        again = one.run(".venv/bin/pcm-ops", "db", "sync", "--from", "postgresql", "--json")
+
+        # Then: what instances 2 and 3 wrote is on the survivor, once; the warning is gone
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert json.loads(synced.stdout)["changed"] > 0
+        assert json.loads(again.stdout)["changed"] == 0
+        assert served(one, "enhanced_error_handling")["enabled"] is False
+        with one.client() as c:
+            tokens = [t["name"] for t in c.get("/api/tokens").json()["items"]]
+            assert tokens.count("made-on-three") == 1
+            assert c.get("/api/feature-flags/audit/verify").json()["ok"] is True
+            assert c.get("/api/health").json()["database"]["warning"] is None
