@@ -5,9 +5,11 @@ throughput with 1 vs 3 instances.
         [--seconds 8] [--clients 32] [--postgres ADMIN_URL] [--json FILE]
 
 Three instances are started as an operator would: `./start.sh` each, with its own port and
-data directory, one worker each, all on one scratch PostgreSQL database (DATABASE_URL, made and
-dropped through ADMIN_URL) and sharing the audit, credential and session keys as the README
-asks of instances. They are stopped with `./stop.sh` (by the pid file) at the end.
+data directory, one worker each, all on one scratch PostgreSQL database (made and dropped
+through ADMIN_URL, pinned with DATABASE_URL: the same engine and LISTEN/NOTIFY path as instances
+there by `postgresql_support`, without the switch's extra starts) and sharing the audit,
+credential and session keys as the README asks of instances. They are stopped with `./stop.sh`
+(by the pid file) at the end.
 
 1. Propagation: N toggles of one flag, alternately off and on, each POSTed to instance 1 on a
    kept-alive connection. From the toggle's response (the change is committed), instances 2
