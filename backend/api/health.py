@@ -60,7 +60,9 @@ def primary_health(settings: Settings) -> dict[str, Any]:
         "primary": state.backend,
         "pinned_by_database_url": pinned,
         "switch": (
-            "pinned by DATABASE_URL: postgresql_support only reports" if pinned else state.note
+            "pinned by DATABASE_URL: postgresql_support only reports"
+            if pinned
+            else state.note or None
         ),
         "synced_at": state.synced_at,
         "unsynced_since": None if pinned else state.unsynced_since,

@@ -24,9 +24,10 @@ from backend.cli.console import (
 )
 from backend.core import primary_file
 from backend.core.config import Settings
+from backend.db.copy_job import ProgressFn, backend_of_url
 from backend.db.divergence import BACKEND_NAMES
 from backend.db.sides import MAIN_TABLES, DatabaseStatus, Side, database_status
-from backend.db.transfer import CopyRefused, CopyReport, ProgressFn, backend_of_url, copy_database
+from backend.db.transfer import CopyRefused, CopyReport, copy_database
 
 
 class Target(StrEnum):

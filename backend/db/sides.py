@@ -22,9 +22,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from backend.core.config import Settings
 from backend.core.primary_file import Backend, PrimaryState, read
 from backend.db import divergence
+from backend.db.copy_job import backend_of_url, has_schema, read_snapshot, shown
 from backend.db.session import make_engine
 from backend.db.tables import app_tables
-from backend.db.transfer import backend_of_url, has_schema, read_snapshot, shown
 from backend.flags.models import FlagStoreRow
 
 # The tables whose counts say at a glance whether two sides hold the same data.

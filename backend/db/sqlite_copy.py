@@ -18,10 +18,7 @@ from sqlalchemy.orm import Session
 from backend.core.filemodes import create_private_file
 from backend.db import backup
 from backend.db.backup import BackupError
-from backend.db.init_db import upgrade_schema
-from backend.db.session import make_engine
-from backend.db.sqlite_backup import SIDE_FILES, SqliteBackup
-from backend.db.transfer import (
+from backend.db.copy_job import (
     CopyRefused,
     CopyReport,
     Job,
@@ -33,6 +30,9 @@ from backend.db.transfer import (
     read_snapshot,
     target_counts,
 )
+from backend.db.init_db import upgrade_schema
+from backend.db.session import make_engine
+from backend.db.sqlite_backup import SIDE_FILES, SqliteBackup
 
 
 def sqlite_path(url: str) -> Path:
@@ -81,6 +81,8 @@ def _keep_previous(job: Job, path: Path) -> Path:
 
 
 def copy_to_sqlite(job: Job) -> CopyReport:
+    """Replace the SQLite file by a verified copy of the source, unless the decision says
+    otherwise; refused while another process has the file open (a running server)."""
     path = sqlite_path(job.target_url)
     live = SqliteBackup(path)
     counts: dict[str, int] = {}

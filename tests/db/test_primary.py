@@ -188,6 +188,19 @@ def test_toggle__database_url_pins_the_database__accepted_and_health_says_it_onl
     assert "only reports" in flag(c, admin_headers, FLAG)["description"]
 
 
+def test_ensure_primary__database_url_pins_it__no_switch_and_no_primary_file(
+    make_settings: Callable[..., Settings], pg: Postgres
+) -> None:
+    # Given DATABASE_URL, and PCM_POSTGRES_URL with the flag forced on
+    settings = make_settings(database_url=pg.url, postgres_url=pg.url, flag_overrides={FLAG: True})
+    # When the start-up looks at the primary database
+    switch = ensure_primary(settings)
+    # Then nothing moves: the flag only reports
+    assert (switch.backend, switch.switched) == ("postgresql", False)
+    assert "only reports" in switch.note
+    assert not settings.primary_state_file.exists()
+
+
 # -- the switch on the real PostgreSQL --------------------------------------------------------
 def test_switch__on_then_off__data_moves_both_ways_and_the_old_file_is_a_backup(
     make_settings: Callable[..., Settings],
