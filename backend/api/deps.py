@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.config import Settings
+from backend.db.base import MAX_ROW_ID
 from backend.flags import FlagRuntime, store_busy
 from backend.security import csrf
 from backend.security.flag import enabled
@@ -73,9 +74,8 @@ def get_db(sessions: Annotated[sessionmaker[Session], Depends(get_sessions)]) ->
 
 # Integers past 2**63 - 1 fail in the database driver (a 500); refuse them as bad input (422).
 # Every integer that reaches a query comes through one of these types. The bound is the largest
-# integer every JSON client holds exactly (a double's 2**53 - 1, JavaScript's MAX_SAFE_INTEGER),
-# so that tools reading the OpenAPI document's bounds as floats agree on what is in range.
-MAX_DB_INT = 2**53 - 1
+# id either database holds (PostgreSQL's INTEGER); JSON clients hold it exactly too.
+MAX_DB_INT = MAX_ROW_ID
 Offset = Annotated[int, Query(ge=0, le=MAX_DB_INT)]
 RowId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
 RowIdQuery = Annotated[int | None, Query(ge=1, le=MAX_DB_INT)]

@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from backend.aws.regions import check_region, known_regions
+from backend.db.base import MAX_ROW_ID
 
 # The schema lists the regions botocore knows, so the OpenAPI document says what is accepted.
 Region = Annotated[
@@ -99,8 +100,7 @@ def _whole_number(value: Any) -> Any:
 
 
 class RunRequest(_Strict):
-    # The API's largest id (backend.api.deps.MAX_DB_INT): exact as a double, below 2**63.
-    provider_id: Annotated[int, Field(ge=1, le=2**53 - 1), BeforeValidator(_whole_number)]
+    provider_id: Annotated[int, Field(ge=1, le=MAX_ROW_ID), BeforeValidator(_whole_number)]
     regions: Regions | None = Field(
         default=None, description="regions to scan; the provider's regions when omitted"
     )

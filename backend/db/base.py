@@ -8,6 +8,11 @@ from sqlalchemy import DateTime, MetaData
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+# The largest id a row can have on either backend: the id columns are INTEGER, which is 32-bit
+# on PostgreSQL (SQLite's is 64-bit). A larger number in a request is the caller's mistake (422);
+# sent to PostgreSQL it would be a driver overflow (500).
+MAX_ROW_ID = 2**31 - 1
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",

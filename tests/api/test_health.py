@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from backend.flags import DEFAULT_FLAGS, FlagRuntime, snapshot
 
 
-def test_app_health_is_public_and_complete(client: TestClient) -> None:
+def test_app_health_is_public_and_complete(client: TestClient, backend: str) -> None:
     r = client.get("/api/health")
     assert r.status_code == 200
     body = r.json()
@@ -18,7 +18,7 @@ def test_app_health_is_public_and_complete(client: TestClient) -> None:
     assert body["version"] == "0.1.0"
     assert body["uptime_seconds"] >= 0
     assert body["database"]["ok"] is True
-    assert body["database"]["backend"] == "sqlite"
+    assert body["database"]["backend"] == backend
     assert body["database"]["error"] is None
     assert body["flags"]["status"] == "healthy"
     assert body["flags_version"] == body["flags"]["version"] >= 1

@@ -1,8 +1,9 @@
 """Rollbacks while the database is down: journaled, served, replayed once when it returns.
 
 The outage is real: the SQLite file lives in a directory that is renamed away (SQLite cannot
-open a file whose directory is gone; root ignores chmod), and the engine keeps no pooled
-connection that would survive the rename.
+open a file whose directory is gone; root ignores chmod); a PostgreSQL database refuses
+connections and loses its sessions (the shared server keeps running). The engine keeps no
+pooled connection that would survive the outage.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -39,6 +40,7 @@ from backend.flags import (
 from backend.flags import journal as journal_mod
 from backend.flags.audit import verify_chain
 from backend.flags.models import AuditEvent, FlagRow, RollbackRecord
+from tests.postgres import admin_execute
 
 CSRF = "csrf_tokens_enabled"
 XSS = "xss_protection_enabled"
@@ -64,18 +66,48 @@ class Database:
     def up(self) -> None:
         self.away.rename(self.directory)
 
+    def close(self) -> None:
+        if self.away.exists():
+            self.up()
+        self.engine.dispose()
+
+
+class PostgresDatabase(Database):
+    """A PostgreSQL flag store that refuses connections and comes back."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.name = make_url(url).database or ""
+        self.engine = make_engine(url, poolclass=NullPool)
+        self.sessions = session_factory(self.engine)
+
+    def down(self) -> None:
+        admin_execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
+        admin_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            self.name,
+        )
+
+    def up(self) -> None:
+        admin_execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+
+    def close(self) -> None:
+        self.up()
+        self.engine.dispose()
+
 
 @pytest.fixture
 def db(settings: Settings, initialized: InitReport, tmp_path: Path) -> Iterator[Database]:
-    directory = tmp_path / "db"
-    directory.mkdir()
-    for f in settings.data_dir.glob("pcm_ops_tools.db*"):
-        shutil.copy(f, directory / f.name)
-    database = Database(directory)
+    if settings.database_url is not None:
+        database: Database = PostgresDatabase(settings.database_url)
+    else:
+        directory = tmp_path / "db"
+        directory.mkdir()
+        for f in settings.data_dir.glob("pcm_ops_tools.db*"):
+            shutil.copy(f, directory / f.name)
+        database = Database(directory)
     yield database
-    if database.away.exists():
-        database.up()
-    database.engine.dispose()
+    database.close()
 
 
 @pytest.fixture

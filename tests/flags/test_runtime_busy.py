@@ -29,6 +29,8 @@ from tests.sqlite_lock import WriteLock
 CSRF = "csrf_tokens_enabled"
 XSS = "xss_protection_enabled"
 MakeRuntime = Callable[..., FlagRuntime]
+# The tests holding SQLite's write lock; the PostgreSQL table-lock ones below are their twins.
+SQLITE_LOCK = pytest.mark.sqlite_only("holds SQLite's write lock (BEGIN IMMEDIATE) on the file")
 
 
 @contextmanager
@@ -57,6 +59,7 @@ def stored(sessions: sessionmaker[Session], name: str) -> bool:
 
 
 # -- shorter than the bound: waited out -------------------------------------------------------
+@SQLITE_LOCK
 def test_toggle__write_lock_held_shorter_than_the_bound__waits_and_stores(
     make_runtime: MakeRuntime, database: Path, settings: Settings
 ) -> None:
@@ -84,6 +87,7 @@ def test_toggle__write_lock_held_shorter_than_the_bound__waits_and_stores(
     assert current().from_last_known_state is False
 
 
+@SQLITE_LOCK
 def test_enable__write_lock_held_shorter_than_the_bound__waits_and_stores(
     make_runtime: MakeRuntime, database: Path
 ) -> None:
@@ -99,6 +103,7 @@ def test_enable__write_lock_held_shorter_than_the_bound__waits_and_stores(
     assert stored(rt.sessions, CSRF) is True
 
 
+@SQLITE_LOCK
 def test_rollback__write_lock_held_shorter_than_the_bound__waits_and_records(
     make_runtime: MakeRuntime, database: Path, settings: Settings
 ) -> None:
@@ -115,6 +120,7 @@ def test_rollback__write_lock_held_shorter_than_the_bound__waits_and_records(
 
 
 # -- longer than the bound: a clear "busy" ----------------------------------------------------
+@SQLITE_LOCK
 def test_toggle__write_lock_held_past_the_bound__is_refused_as_busy_not_journaled(
     make_runtime: MakeRuntime, database: Path, settings: Settings
 ) -> None:

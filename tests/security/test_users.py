@@ -69,6 +69,8 @@ def test_the_cli_manages_users_and_tokens(
 ) -> None:
     monkeypatch.setenv("PCM_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("PCM_LOG_DIR", str(settings.log_dir))
+    if settings.database_url is not None:
+        monkeypatch.setenv("DATABASE_URL", settings.database_url)
     run = CliRunner().invoke
     r = run(
         cli,
