@@ -34,6 +34,35 @@ def admin_execute(sql: str, *params: object) -> None:
         admin.execute(sql, params)  # type: ignore[arg-type]
 
 
+def refuse_connections(name: str) -> None:
+    """PostgreSQL down for one database, as clients see an outage: no new connections, and
+    every open one cut (the shared server itself is never stopped)."""
+    admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    admin_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = %s AND pid <> pg_backend_pid()",
+        name,
+    )
+
+
+def accept_connections(name: str) -> None:
+    admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+@dataclass
+class Scratch:
+    """A scratch database that a test takes down and brings back."""
+
+    name: str
+    url: str
+
+    def down(self) -> None:
+        refuse_connections(self.name)
+
+    def up(self) -> None:
+        accept_connections(self.name)
+
+
 def url_of(name: str) -> str:
     """The SQLAlchemy URL of database `name` on the test server."""
     base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")

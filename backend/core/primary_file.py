@@ -31,7 +31,7 @@ BACKENDS: tuple[Backend, ...] = ("sqlite", "postgresql")
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)

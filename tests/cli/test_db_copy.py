@@ -12,7 +12,7 @@ from backend.core import primary_file
 from backend.core.config import Settings
 from tests.cli.conftest import Cli
 from tests.db.filled import contents, fill, toggle
-from tests.postgres import admin_execute, scratch_database
+from tests.postgres import refuse_connections, scratch_database
 
 
 @pytest.fixture
@@ -127,8 +127,7 @@ def test_status__postgresql_refusing_connections__says_unreachable_exit_0(
 ) -> None:
     # Given PostgreSQL refusing connections
     name, url = pg
-    admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-    admin_execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", name)
+    refuse_connections(name)
     # When the status is asked
     result = initialized_cli("db", "status", extra_env={"PCM_POSTGRES_URL": url})
     # Then it answers, the SQLite side in full and PostgreSQL as unreachable

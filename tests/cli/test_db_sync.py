@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 
 import httpx
 from click.testing import Result
@@ -24,7 +25,7 @@ from backend.security.users import create_user
 from tests.cli.conftest import Cli, Server, server
 from tests.db.sync_sides import PASSWORD, Sides, copy_rows, diverge, sides, toggle
 from tests.db.test_merge import snapshot
-from tests.postgres import admin_execute, scratch_database
+from tests.postgres import refuse_connections, scratch_database
 
 __all__ = ["server", "sides"]
 
@@ -62,7 +63,8 @@ def test_db_sync__after_outage__writes_back_and_unsynced_cleared(cli: Cli, sides
         assert "pg-user" in s.scalars(select(User.username)).all()
     state = primary_file.read(sides.settings.primary_state_file)
     assert state.backend == "sqlite" and state.unsynced_since is None
-    assert state.synced_at is not None and state.synced_at > sides.synced_at.isoformat()
+    assert state.synced_at is not None
+    assert datetime.fromisoformat(state.synced_at) > sides.synced_at
     assert "Database sync from postgresql into sqlite" in cli.log_file.read_text()
 
     # And a second run finds nothing to merge
@@ -95,11 +97,7 @@ def test_db_sync__postgres_refuses_connections__exit_1_nothing_changed(
     state = after_outage(sides)
     before = snapshot(sides.local)
     sides.origin_engine.dispose()
-    admin_execute(f'ALTER DATABASE "{sides.pg_database}" ALLOW_CONNECTIONS false')
-    admin_execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-        sides.pg_database,
-    )
+    refuse_connections(sides.pg_database)
 
     # When the operator syncs
     result = sync(cli, sides)

@@ -17,7 +17,7 @@ from backend.flags.audit import verify_chain
 from backend.flags.models import AuditEvent, FlagRow, FlagStoreRow, RollbackRecord
 from backend.security.models import ApiToken, User
 from tests.db.sync_sides import Sides, diverge, sides
-from tests.postgres import admin_execute
+from tests.postgres import refuse_connections
 
 __all__ = ["sides"]
 
@@ -145,11 +145,7 @@ def test_sync__origin_unreachable__refused_and_nothing_changed(sides: Sides) -> 
     diverge(sides)
     before = snapshot(sides.local)
     sides.origin_engine.dispose()
-    admin_execute(f'ALTER DATABASE "{sides.pg_database}" ALLOW_CONNECTIONS false')
-    admin_execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-        sides.pg_database,
-    )
+    refuse_connections(sides.pg_database)
 
     # When a sync is tried
     with pytest.raises(OriginUnreachable, match="cannot read the postgresql database"):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from backend.db.init_db import InitReport
 from backend.db.primary import desired_backend, ensure_primary
 from backend.flags import FlagRuntime, journal
 from backend.main import create_app
-from tests.postgres import admin_execute, scratch_database
+from tests.postgres import Scratch, scratch_database
 
 FLAG = "postgresql_support"
 CSRF = "csrf_tokens_enabled"
@@ -28,28 +27,10 @@ XSS = "xss_protection_enabled"
 Headers = dict[str, str]
 
 
-@dataclass
-class Postgres:
-    name: str
-    url: str
-
-    def down(self) -> None:
-        """No new connections, and every open one is cut (never stopping the shared server)."""
-        admin_execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
-        admin_execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
-            self.name,
-        )
-
-    def up(self) -> None:
-        admin_execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
-
-
 @pytest.fixture
-def pg() -> Iterator[Postgres]:
+def pg() -> Iterator[Scratch]:
     with scratch_database("pcm_primary") as (name, url):
-        yield Postgres(name, url)
+        yield Scratch(name, url)
 
 
 def toggle(c: TestClient, headers: Headers, name: str, enabled: bool) -> Any:
@@ -100,7 +81,7 @@ def test_desired_backend__without_postgres_url__sqlite_whatever_the_flag(
 
 
 def test_desired_backend__rollback_mode_over_environment_over_default(
-    make_settings: Callable[..., Settings], pg: Postgres
+    make_settings: Callable[..., Settings], pg: Scratch
 ) -> None:
     # Given PCM_POSTGRES_URL and no last-known flag state (a fresh data directory)
     fresh = make_settings(postgres_url=pg.url)
@@ -121,7 +102,7 @@ def test_desired_backend__rollback_mode_over_environment_over_default(
 def test_desired_backend__last_known_on_then_a_journaled_rollback__without_any_database(
     make_settings: Callable[..., Settings],
     make_runtime: Callable[..., FlagRuntime],
-    pg: Postgres,
+    pg: Scratch,
 ) -> None:
     # Given the flag turned on through this instance, its last-known state saved
     settings = make_settings(postgres_url=pg.url)
@@ -189,7 +170,7 @@ def test_toggle__database_url_pins_the_database__accepted_and_health_says_it_onl
 
 
 def test_ensure_primary__database_url_pins_it__no_switch_and_no_primary_file(
-    make_settings: Callable[..., Settings], pg: Postgres
+    make_settings: Callable[..., Settings], pg: Scratch
 ) -> None:
     # Given DATABASE_URL, and PCM_POSTGRES_URL with the flag forced on
     settings = make_settings(database_url=pg.url, postgres_url=pg.url, flag_overrides={FLAG: True})
@@ -211,7 +192,7 @@ WORKER = (
 
 
 def test_ensure_primary__two_workers_at_once__one_switches_the_other_finds_it_done(
-    settings: Settings, initialized: InitReport, pg: Postgres
+    settings: Settings, initialized: InitReport, pg: Scratch
 ) -> None:
     # Given two workers of one server starting together, the flag forced on
     env = {
@@ -245,7 +226,7 @@ def test_switch__on_then_off__data_moves_both_ways_and_the_old_file_is_a_backup(
     make_settings: Callable[..., Settings],
     initialized: InitReport,
     admin_headers: Headers,
-    pg: Postgres,
+    pg: Scratch,
 ) -> None:
     settings = make_settings(postgres_url=pg.url)
     # Given the flag enabled on SQLite (taking effect on restart)
@@ -292,7 +273,7 @@ def test_switch__postgresql_down__runbook_rollback_then_sqlite_with_a_warning_th
     make_settings: Callable[..., Settings],
     initialized: InitReport,
     admin_headers: Headers,
-    pg: Postgres,
+    pg: Scratch,
 ) -> None:
     settings = make_settings(postgres_url=pg.url)
     with TestClient(create_app(settings)) as c:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -27,35 +26,17 @@ from backend.flags.last_known import saved_version
 from backend.main import create_app
 from backend.security.tokens import Role, create_token
 from tests.e2e.conftest import Server, free_port
-from tests.postgres import admin_execute, scratch_database
+from tests.postgres import Scratch, scratch_database
 
 ROLLBACK_VALUES = {d.name: d.rollback_value for d in DEFAULT_FLAGS}
 TO_CHANGE = sorted(d.name for d in DEFAULT_FLAGS if d.default != d.rollback_value)
 SUFFIX = "journaled while the database was down at"
 
 
-@dataclass
-class Postgres:
-    name: str
-    url: str
-
-    def down(self) -> None:
-        """No new connections, and every open one (the servers' pools) is cut."""
-        admin_execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
-        admin_execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
-            self.name,
-        )
-
-    def up(self) -> None:
-        admin_execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
-
-
 @pytest.fixture
-def pg() -> Iterator[Postgres]:
+def pg() -> Iterator[Scratch]:
     with scratch_database("pcm_down") as (name, url):
-        yield Postgres(name, url)
+        yield Scratch(name, url)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
@@ -73,7 +54,7 @@ def journaled_records(c: httpx.Client | TestClient) -> list[dict[str, Any]]:
 
 # -- the real server, two workers -----------------------------------------------------------
 def test_emergency_rollback_with_the_database_down_is_journaled_served_and_replayed(
-    server_dirs: Server, pg: Postgres
+    server_dirs: Server, pg: Scratch
 ) -> None:
     started = server_dirs.start({"WORKERS": "2", "DATABASE_URL": pg.url})
     assert started.returncode == 0, started.stdout + started.stderr
@@ -169,7 +150,7 @@ def downgrade_newest_migration(url: str) -> str:
 
 
 def test_server_start__database_unreachable__serves_last_known_state_then_migrates_and_replays(
-    server_dirs: Server, pg: Postgres
+    server_dirs: Server, pg: Scratch
 ) -> None:
     # Given a server that ran on the database and saved its flag state, one flag disabled
     started = server_dirs.start({"WORKERS": "2", "DATABASE_URL": pg.url})
@@ -272,7 +253,7 @@ def test_server_start__database_unreachable_and_no_last_known_state__refused_cle
 
 # -- the CLI with neither server nor database -----------------------------------------------
 def test_cli_journals_with_server_and_database_down_and_a_later_server_replays(
-    server_dirs: Server, pg: Postgres
+    server_dirs: Server, pg: Scratch
 ) -> None:
     env = {"DATABASE_URL": pg.url}
     server_dirs.env.update(env)
@@ -311,14 +292,14 @@ def test_cli_journals_with_server_and_database_down_and_a_later_server_replays(
 
 # -- authentication while the database is down (in-process app, real PostgreSQL) -----------
 @pytest.fixture
-def pg_settings(pg: Postgres, make_settings: Callable[..., Settings]) -> Settings:
+def pg_settings(pg: Scratch, make_settings: Callable[..., Settings]) -> Settings:
     settings = make_settings(database_url=pg.url)
     init_db(settings)
     return settings
 
 
 def test_only_known_tokens_authenticate_while_the_database_is_down(
-    pg: Postgres, pg_settings: Settings
+    pg: Scratch, pg_settings: Settings
 ) -> None:
     admin = {"Authorization": f"Bearer {pg_settings.admin_token_path.read_text().strip()}"}
     password = pg_settings.admin_password_path.read_text().strip()

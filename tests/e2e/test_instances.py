@@ -24,7 +24,7 @@ import pytest
 from backend.flags import DEFAULT_FLAGS
 from backend.security.credentials_crypto import fresh_keyring
 from tests.e2e.conftest import Server
-from tests.postgres import admin_execute, scratch_database
+from tests.postgres import accept_connections, refuse_connections, scratch_database
 
 ROLLBACK_VALUES = {d.name: d.rollback_value for d in DEFAULT_FLAGS}
 # Generous: this is a correctness test; how fast it arrives is bench/bench_instances.py's.
@@ -68,20 +68,6 @@ def cluster(url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list
     finally:
         for server in servers:
             server.stop()
-
-
-def refuse_connections(name: str) -> None:
-    """PostgreSQL down for this database: no new connections, every open one cut."""
-    admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-    admin_execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        " WHERE datname = %s AND pid <> pg_backend_pid()",
-        name,
-    )
-
-
-def accept_connections(name: str) -> None:
-    admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
 def start(server: Server, extra_env: dict[str, str] | None = None) -> None:

@@ -40,7 +40,7 @@ from backend.flags import (
 from backend.flags import journal as journal_mod
 from backend.flags.audit import verify_chain
 from backend.flags.models import AuditEvent, FlagRow, RollbackRecord
-from tests.postgres import admin_execute
+from tests.postgres import accept_connections, refuse_connections
 
 CSRF = "csrf_tokens_enabled"
 XSS = "xss_protection_enabled"
@@ -82,14 +82,10 @@ class PostgresDatabase(Database):
         self.sessions = session_factory(self.engine)
 
     def down(self) -> None:
-        admin_execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
-        admin_execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-            self.name,
-        )
+        refuse_connections(self.name)
 
     def up(self) -> None:
-        admin_execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+        accept_connections(self.name)
 
     def close(self) -> None:
         self.up()
