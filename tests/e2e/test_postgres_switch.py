@@ -17,8 +17,7 @@ import pytest
 
 from tests.aws.conftest import ACCOUNT, Emulator, emulator, moto_url
 from tests.e2e.conftest import Server
-from tests.e2e.test_database_down import Postgres
-from tests.postgres import scratch_database
+from tests.postgres import Scratch, scratch_database
 
 __all__ = ["emulator", "moto_url"]
 
@@ -34,9 +33,9 @@ RUNBOOK_CHECK = (
 
 
 @pytest.fixture
-def pg() -> Iterator[Postgres]:
+def pg() -> Iterator[Scratch]:
     with scratch_database("pcm_switch") as (name, url):
-        yield Postgres(name, url)
+        yield Scratch(name, url)
 
 
 def started(server: Server) -> str:
@@ -79,7 +78,7 @@ def what_is_there(c: httpx.Client) -> dict[str, Any]:
 
 
 def test_switch__sqlite_data_to_postgresql_and_back__nothing_lost_old_file_a_backup(
-    server_dirs: Server, pg: Postgres, emulator: Emulator
+    server_dirs: Server, pg: Scratch, emulator: Emulator
 ) -> None:
     server_dirs.env.update(PCM_POSTGRES_URL=pg.url, PCM_AWS_ENDPOINT_URL=emulator.url)
     # Given a server on SQLite with users, tokens, a provider with sealed credentials, audit
@@ -167,7 +166,7 @@ def rollback_via_cli_server_stopped(server: Server) -> None:
     ids=["runbook-curl", "quick-rollback.sh", "cli-server-stopped"],
 )
 def test_switch__postgresql_refusing_connections__rollback_then_restart_on_sqlite_warns(
-    server_dirs: Server, pg: Postgres, rollback: Any
+    server_dirs: Server, pg: Scratch, rollback: Any
 ) -> None:
     server_dirs.env["PCM_POSTGRES_URL"] = pg.url
     # Given a server switched to PostgreSQL, with a change written there only
