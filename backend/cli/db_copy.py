@@ -24,8 +24,10 @@ from backend.cli.console import (
 )
 from backend.core import primary_file
 from backend.core.config import Settings
-from backend.db.copy_job import ProgressFn, backend_of_url
+from backend.core.primary_file import other
+from backend.db.copy_job import ProgressFn
 from backend.db.divergence import BACKEND_NAMES
+from backend.db.session import backend_of
 from backend.db.sides import MAIN_TABLES, DatabaseStatus, Side, database_status
 from backend.db.transfer import CopyRefused, CopyReport, copy_database
 
@@ -52,10 +54,10 @@ def _urls(s: Settings, to: Target) -> tuple[str, str]:
     if not s.postgres_url:
         fail("set PCM_POSTGRES_URL first (postgresql+psycopg://user@host/db)", BAD_INPUT)
     source = s.effective_database_url
-    if backend_of_url(source) == to.value:
-        other = "sqlite" if to is Target.postgresql else "postgresql"
+    if backend_of(source) == to.value:
         fail(
-            f"{BACKEND_NAMES[to.value]} is the primary already: copy it with --to {other}",
+            f"{BACKEND_NAMES[to.value]} is the primary already:"
+            f" copy it with --to {other(to.value)}",
             BAD_INPUT,
         )
     return source, s.postgres_url if to is Target.postgresql else s.sqlite_url

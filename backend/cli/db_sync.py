@@ -7,15 +7,13 @@ writes and clears the "unsynced" warning of the primary file (and so of /api/hea
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, NoReturn
-from urllib.parse import quote
 
 import typer
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -44,7 +42,14 @@ from backend.db.merge import (
     sync_databases,
 )
 from backend.db.outage import first_line
-from backend.db.session import engine_for, make_engine, session_factory
+from backend.db.session import (
+    backend_of,
+    engine_for,
+    existing_sqlite_url,
+    make_engine,
+    session_factory,
+    shown_url,
+)
 from backend.security.audit_keys import anchor_sessions
 from backend.security.credentials_crypto import KeyRingError
 
@@ -75,7 +80,7 @@ def db_sync(origin: FromOpt, dry_run: DryRunOpt = False, as_json: JsonOpt = Fals
     sync: idempotent, one transaction, the audit chain verified before it commits."""
     s = load_settings()
     origin_name: Backend = origin.value
-    local_name = _backend_of(s.effective_database_url)
+    local_name = backend_of(s.effective_database_url)
     if local_name == origin_name:
         fail(
             f"the {origin_name} database is the primary: sync brings writes from the other "
@@ -142,10 +147,6 @@ def _sync_exit(exc: SyncError) -> NoReturn:
     fail(f"{exc}; nothing was changed", FAILED)
 
 
-def _backend_of(url: str) -> Backend:
-    return "postgresql" if make_url(url).get_backend_name() == "postgresql" else "sqlite"
-
-
 def _origin_url(s: Settings, origin: Backend) -> str:
     if origin == "sqlite":
         return s.sqlite_url
@@ -156,11 +157,7 @@ def _origin_url(s: Settings, origin: Backend) -> str:
 
 def _origin_engine(s: Settings, origin: Backend) -> Engine:
     """An engine on the origin that never creates it: a missing SQLite file fails to open."""
-    url = (
-        f"sqlite:///file:{quote(str(s.sqlite_path))}?mode=rw&uri=true"
-        if origin == "sqlite"
-        else _origin_url(s, origin)
-    )
+    url = existing_sqlite_url(s.sqlite_path) if origin == "sqlite" else _origin_url(s, origin)
     return make_engine(url, busy_timeout=s.database_busy_timeout)
 
 
@@ -192,13 +189,6 @@ def _mark_synced(s: Settings, local: Backend, origin: Backend) -> None:
         s.primary_state_file,
         state.but(unsynced_since=None, synced_at=primary_file.now_iso()),
     )
-
-
-def shown_url(url: str) -> str:
-    """A database URL as it may be printed: the password hidden."""
-    with contextlib.suppress(Exception):
-        return make_url(url).render_as_string(hide_password=True)
-    return "(unparsable URL)"
 
 
 def _show(report: SyncReport, origin_url: str, as_json: bool) -> None:

@@ -30,6 +30,10 @@ Backend = Literal["sqlite", "postgresql"]
 BACKENDS: tuple[Backend, ...] = ("sqlite", "postgresql")
 
 
+def other(backend: Backend) -> Backend:
+    return "postgresql" if backend == "sqlite" else "sqlite"
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Table, insert, inspect, make_url, select, text
+from sqlalchemy import Engine, Table, insert, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from backend.core.config import Settings
-from backend.core.primary_file import Backend
 from backend.db import divergence
 from backend.db.divergence import APPEND_ONLY
 from backend.db.reads import one_snapshot
+from backend.db.session import shown_url
 from backend.db.tables import app_tables, row_counts
 from backend.flags.audit import verify_chain
 from backend.flags.audit_anchor import AuditAnchor
@@ -60,14 +60,6 @@ class CopyReport:
         return sum(t.source_rows for t in self.tables)
 
 
-def shown(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def backend_of_url(url: str) -> Backend:
-    return "postgresql" if make_url(url).get_backend_name() == "postgresql" else "sqlite"
-
-
 @dataclass(frozen=True)
 class Snapshot:
     """Every row of the source, read in one transaction."""
@@ -93,7 +85,7 @@ class Job:
 
     @property
     def source_shown(self) -> str:
-        return shown(self.source_url)
+        return shown_url(self.source_url)
 
     def report(
         self,
@@ -105,8 +97,8 @@ class Job:
         backup: Path | None = None,
     ) -> CopyReport:
         return CopyReport(
-            source=shown(self.source_url),
-            target=shown(self.target_url),
+            source=shown_url(self.source_url),
+            target=shown_url(self.target_url),
             mode=mode,
             tables=tuple(
                 TableCopy(name, len(rows), target_counts.get(name, 0))

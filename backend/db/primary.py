@@ -25,7 +25,7 @@ from backend.core.config import Settings
 from backend.core.filemodes import private_dir
 from backend.core.primary_file import Backend, PrimaryState, now_iso
 from backend.db.outage import first_line, unreachable
-from backend.db.session import engine_for, make_engine, session_factory
+from backend.db.session import engine_for, make_engine, session_factory, shown_url
 from backend.db.transfer import CopyRefused, CopyReport, copy_database
 from backend.flags import journal, last_known
 from backend.flags.builder import SnapshotBuilder
@@ -64,11 +64,6 @@ class Switch:
     @property
     def log_line(self) -> str:
         return f"Database backend: {self.backend} ({self.note})"
-
-
-def hidden(url: str) -> str:
-    """A database URL fit for a log line: the password masked."""
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def flag_as_known(settings: Settings) -> tuple[bool, str]:
@@ -197,7 +192,7 @@ def _to_postgresql(settings: Settings, state: PrimaryState, why: str) -> Switch:
         except CopyRefused as exc:
             return _refused(settings, state, "postgresql", str(exc))
         except SQLAlchemyError as exc:
-            problem = f"PostgreSQL {hidden(settings.postgres_url)}: {first_line(exc)}"
+            problem = f"PostgreSQL {shown_url(settings.postgres_url)}: {first_line(exc)}"
             return _refused(settings, state, "postgresql", problem)
         except Exception as exc:  # a failed copy must not stop the start where the app was
             log.exception("copy to PostgreSQL failed")

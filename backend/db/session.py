@@ -8,10 +8,12 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.core.config import Settings, get_settings
 from backend.core.filemodes import create_private_file, private_dir
+from backend.core.primary_file import Backend
 from backend.db.lock_wait import BUSY_TIMEOUT, remember
 
 PG_CONNECT_TIMEOUT = 5  # seconds
@@ -51,6 +53,24 @@ def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT, **kwargs: Any) 
     return new
 
 
+def shown_url(url: str) -> str:
+    """A database URL as it may be printed or logged: the password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable URL)"
+
+
+def backend_of(url: str) -> Backend:
+    """Which side of the postgresql_support switch a database URL is."""
+    return "postgresql" if make_url(url).get_backend_name() == "postgresql" else "sqlite"
+
+
+def existing_sqlite_url(path: Path) -> str:
+    """A URL that opens the SQLite file at `path` only if it exists (never creates it)."""
+    return f"sqlite:///file:{quote(str(path))}?mode=rw&uri=true"
+
+
 def sqlite_file(settings: Settings) -> Path | None:
     """The SQLite database file of these settings; None for another database (or memory),
     PostgreSQL after a switch by postgresql_support included."""
@@ -80,7 +100,7 @@ def engine_for(settings: Settings, *, create: bool = True) -> Engine:
         private_dir(settings.data_dir)
         create_private_file(settings.sqlite_path)
     elif path is not None and not create:
-        url = f"sqlite:///file:{quote(str(path))}?mode=rw&uri=true"
+        url = existing_sqlite_url(path)
     return make_engine(url, busy_timeout=settings.database_busy_timeout)
 
 

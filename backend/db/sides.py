@@ -12,7 +12,6 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import quote
 
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select
@@ -20,10 +19,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.core.config import Settings
-from backend.core.primary_file import Backend, PrimaryState, read
+from backend.core.primary_file import Backend, PrimaryState, other, read
 from backend.db import divergence
-from backend.db.copy_job import backend_of_url, has_schema, read_snapshot, shown
-from backend.db.session import make_engine
+from backend.db.copy_job import has_schema, read_snapshot
+from backend.db.session import backend_of, existing_sqlite_url, make_engine, shown_url
 from backend.db.tables import app_tables
 from backend.flags.models import FlagStoreRow
 
@@ -69,7 +68,7 @@ def _url_of(settings: Settings, backend: Backend) -> str | None:
     if backend == "postgresql":
         return settings.postgres_url
     path = settings.sqlite_path
-    return f"sqlite:///file:{quote(str(path))}?mode=rw&uri=true" if path.exists() else None
+    return existing_sqlite_url(path) if path.exists() else None
 
 
 @contextlib.contextmanager
@@ -109,7 +108,7 @@ def database_status(settings: Settings) -> DatabaseStatus:
     """Both sides as they are now; never raises for a side that does not answer."""
     state = read(settings.primary_state_file)
     pinned = settings.database_url
-    primary: Backend = backend_of_url(pinned) if pinned else state.backend
+    primary: Backend = backend_of(pinned) if pinned else state.backend
     if primary == "postgresql" and not pinned and not settings.postgres_url:
         primary = "sqlite"  # effective_database_url falls back on the file
     sides: list[Side] = []
@@ -119,7 +118,7 @@ def database_status(settings: Settings) -> DatabaseStatus:
             sides.append(_side(settings, backend, stack, conns))
         if len(conns) == 2 and all(s.revision for s in sides):
             try:
-                div = divergence.compare(conns[primary], conns[_other(primary)])
+                div = divergence.compare(conns[primary], conns[other(primary)])
             except SQLAlchemyError:
                 div = None
             if div is not None:
@@ -129,14 +128,10 @@ def database_status(settings: Settings) -> DatabaseStatus:
                 ]
     return DatabaseStatus(
         primary=primary,
-        pinned_by=shown(pinned) if pinned else None,
+        pinned_by=shown_url(pinned) if pinned else None,
         state=state,
         sides=(sides[0], sides[1]),
     )
-
-
-def _other(backend: Backend) -> Backend:
-    return "postgresql" if backend == "sqlite" else "sqlite"
 
 
 def _with_only(side: Side, missing: divergence.Missing) -> Side:
@@ -157,7 +152,7 @@ def _side(
             else f"no database file at {settings.sqlite_path}"
         )
         return Side(backend, None, problem=problem)
-    label = shown(url) if backend == "postgresql" else str(Path(settings.sqlite_path))
+    label = shown_url(url) if backend == "postgresql" else str(Path(settings.sqlite_path))
     try:
         conn = stack.enter_context(_opened(settings, url))
         side = _describe(conn, backend, label)

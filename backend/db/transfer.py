@@ -28,7 +28,6 @@ from backend.db.copy_job import (
     Job,
     ProgressFn,
     TableCopy,
-    backend_of_url,
     has_schema,
     read_all,
     read_snapshot,
@@ -36,7 +35,7 @@ from backend.db.copy_job import (
 from backend.db.divergence import BACKEND_NAMES
 from backend.db.init_db import alembic_config
 from backend.db.pg_copy import copy_to_postgres
-from backend.db.session import make_engine
+from backend.db.session import backend_of, make_engine
 from backend.db.sqlite_copy import copy_to_sqlite
 
 __all__ = ["CopyRefused", "CopyReport", "TableCopy", "copy_database"]
@@ -58,8 +57,8 @@ def copy_database(
     """Make the target hold what the source holds, or raise CopyRefused saying why (then
     neither side changed). `progress(table, done, total)` is called as rows go in."""
     started = time.perf_counter()
-    source_backend = backend_of_url(source_url)
-    if source_backend == backend_of_url(target_url):
+    source_backend = backend_of(source_url)
+    if source_backend == backend_of(target_url):
         raise CopyRefused(f"source and target are both {BACKEND_NAMES[source_backend]}")
     source_engine = make_engine(source_url, busy_timeout=settings.database_busy_timeout)
     try:
