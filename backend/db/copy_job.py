@@ -222,7 +222,9 @@ def check_chain(session: Session, settings: Settings) -> int:
     anchor = None
     with contextlib.suppress(KeyRingError, OSError):  # then keyed events show unverifiable
         anchor = audit_anchor(settings)
-    chain = verify_chain(session, anchor=AuditAnchor(anchor.keys, None) if anchor else None)
+    # `within`: read what the session sees, the copy's own transaction before it commits.
+    keys_only = AuditAnchor(anchor.keys, None) if anchor else None
+    chain = verify_chain(session, anchor=keys_only, within=True)
     problems = list(chain.problems)
     if anchor is not None and anchor.checkpoints is not None:
         problems += _checkpoint_problems(session, anchor.checkpoints, chain.events)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 
@@ -17,16 +16,12 @@ def one_snapshot(session: Session) -> Iterator[Session]:
     made REPEATABLE READ. pysqlite (in its default, legacy transaction handling) sends no BEGIN
     before a SELECT, so every statement would be its own transaction: BEGIN is sent here, and
     the first SELECT after it fixes the snapshot (SQLite WAL) until the transaction ends.
-    A session bound to a connection already inside a transaction (a copy verifying what it
-    wrote before it commits, under a savepoint) reads that transaction's view as it is.
     The session must not have begun a transaction yet; it is rolled back at the end."""
     if session.in_transaction():
         raise RuntimeError("one_snapshot needs a session that has not begun a transaction")
     try:
         bind = session.get_bind()
-        if isinstance(bind, Connection) and bind.in_transaction():
-            pass
-        elif bind.dialect.name == "postgresql":
+        if bind.dialect.name == "postgresql":
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         elif bind.dialect.name == "sqlite":
             conn = session.connection()
